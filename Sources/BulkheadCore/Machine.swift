@@ -1,0 +1,242 @@
+import BulkheadBoot
+import BulkheadKVM
+import BulkheadSystem
+import CBulkheadLinux
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A booted virtual machine: KVM VM, guest memory, platform devices and one thread per vCPU.
+///
+/// `run()` blocks until any vCPU asks the machine to stop (debug-exit, reset, triple fault,
+/// KVM failure); then every other vCPU is kicked out of `KVM_RUN` and joined.
+public final class Machine: @unchecked Sendable {
+    public let configuration: MachineConfiguration
+    let logger: Logger
+    let kvm: KVM
+    let vm: VirtualMachine
+    public let memory: GuestMemory
+    let vcpus: [Vcpu]
+    let bus: IOBus
+    let serial: Serial16550
+    let stop: StopState
+
+    /// The signal used to kick vCPU threads out of KVM_RUN.
+    static let kickSignal = SIGUSR1
+
+    public init(_ configuration: MachineConfiguration, logger: Logger,
+                consoleOutput: @escaping @Sendable (UInt8) -> Void) throws(CoreError) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        do { stop = try StopState() } catch { throw CoreError(.system, underlying: error) }
+
+        let path = configuration.kernelPath
+        let image: [UInt8]
+        do { image = try Self.readFile(path) } catch { throw CoreError(.kernelUnreadable(path: path), underlying: error) }
+        let elf: ELFImage
+        do { elf = try ELFImage.parse(image, path: path) } catch { throw CoreError(.boot, underlying: error) }
+        // Fail on a missing PVH note before touching KVM, so the error is about the file.
+        guard elf.pvhEntry != nil else { throw CoreError(.boot, underlying: BootError(.noPVHEntry, path: path)) }
+
+        do {
+            kvm = try KVM()
+            vm = try kvm.createVM()
+            try vm.createIRQChipAndPIT()
+        } catch { throw CoreError(.kvm, underlying: error) }
+
+        memory = try GuestMemory(size: configuration.memorySize)
+        var vcpus: [Vcpu] = []
+        do {
+            try memory.register(with: vm)
+            let cpuid = try kvm.supportedCPUID()
+            for id in 0..<configuration.vcpus {
+                let vcpu = try vm.createVcpu(id: id)
+                try vcpu.setCPUID(Self.cpuid(cpuid, apicID: UInt32(id)))
+                vcpus.append(vcpu)
+            }
+        } catch { throw CoreError(.kvm, underlying: error) }
+        self.vcpus = vcpus
+
+        var commandLine = configuration.commandLine
+        if configuration.appendTSCFrequency, let khz = try? vcpus[0].tscKHz(), khz > 0,
+           !commandLine.split(separator: " ").contains(where: { $0.hasPrefix("tsc_khz=") }) {
+            commandLine += (commandLine.isEmpty ? "" : " ") + "tsc_khz=\(khz)"
+        }
+
+        let boot: PVHBoot
+        do {
+            boot = try PVHBoot(image: elf, fileBytes: image, path: path, memorySize: configuration.memorySize,
+                               vcpus: configuration.vcpus, commandLine: commandLine)
+        } catch { throw CoreError(.boot, underlying: error) }
+        for placement in boot.placements {
+            try memory.write(placement.bytes, at: GuestAddress(placement.address), zeroFill: placement.zeroFill)
+        }
+        do {
+            try vcpus[0].setSpecialRegisters(Self.pvhEntryState)
+            var regs = Registers()
+            regs.rip = UInt64(boot.entry)
+            regs.rbx = boot.startInfoAddress
+            try vcpus[0].setRegisters(regs)
+        } catch { throw CoreError(.kvm, underlying: error) }
+
+        let vm = self.vm
+        let stop = self.stop
+        serial = Serial16550(output: consoleOutput, setIRQ: { level in
+            try? vm.setIRQLine(Serial16550.com1IRQ, level: level)
+        })
+        bus = IOBus([
+            (base: Serial16550.com1Port, count: 8, device: serial),
+            (base: DebugExit.port, count: DebugExit.portCount, device: DebugExit { code in stop.request(.debugExit(code: code)) }),
+            (base: I8042.dataPort, count: 5, device: I8042 { stop.request(.reset) }),
+        ])
+        logger.debug("machine created", metadata: [
+            "kernel.path": "\(path)", "pvh.entry": "0x\(String(boot.entry, radix: 16))",
+            "memory.bytes": "\(configuration.memorySize)", "vcpus": "\(configuration.vcpus)",
+            "cmdline": "\(commandLine)",
+        ])
+    }
+
+    /// The PVH entry state: 32-bit protected mode, paging off, flat 4 GiB code and data
+    /// segments, a 32-bit busy TSS as the spec asks for.
+    static let pvhEntryState = SpecialRegisters(
+        code: Segment(base: 0, limit: 0xffff_ffff, selector: 0x08, type: 0xb, db: true, g: true),
+        data: Segment(base: 0, limit: 0xffff_ffff, selector: 0x10, type: 0x3, db: true, g: true),
+        task: Segment(base: 0, limit: 0x67, selector: 0x18, type: 0xb, db: false, s: false, g: false),
+        cr0: 0x11, cr3: 0, cr4: 0, efer: 0)
+
+    /// KVM's supported CPUID with this vCPU's APIC id filled in.
+    static func cpuid(_ supported: [CPUIDEntry], apicID: UInt32) -> [CPUIDEntry] {
+        supported.map { entry in
+            var entry = entry
+            switch entry.function {
+            case 1: entry.ebx = (entry.ebx & 0x00ff_ffff) | (apicID << 24)
+            case 0xb, 0x1f: entry.edx = apicID
+            default: break
+            }
+            return entry
+        }
+    }
+
+    /// Bytes a user typed on the console.
+    public func consoleInput(_ bytes: [UInt8]) { serial.receive(bytes) }
+
+    /// Runs every vCPU on its own thread until the machine stops.
+    public func run() -> MachineExit {
+        _ = bh_install_kick_handler(Self.kickSignal)
+        var threads: [VcpuThread?] = []
+        for vcpu in vcpus {
+            let thread = VcpuThread.start(name: "vcpu\(vcpu.id)") { [self] in self.vcpuLoop(vcpu) }
+            if thread == nil { stop.request(.vcpuFailure(detail: "cannot create the thread of vcpu \(vcpu.id)")) }
+            threads.append(thread)
+        }
+        stop.waitUntilRequested()
+        for (vcpu, thread) in zip(vcpus, threads) {
+            vcpu.requestImmediateExit()
+            thread?.kick(signal: Self.kickSignal)
+        }
+        for thread in threads { thread?.join() }
+        return stop.reason ?? .vcpuFailure(detail: "stopped without a reason")
+    }
+
+    /// Stops the machine from outside (e.g. SIGINT): every vCPU leaves KVM_RUN.
+    public func requestStop(_ exit: MachineExit) { stop.request(exit) }
+
+    private func vcpuLoop(_ vcpu: Vcpu) {
+        while !stop.isRequested {
+            let exit: VcpuExit
+            do { exit = try vcpu.runOnce() } catch {
+                stop.request(.vcpuFailure(detail: "vcpu \(vcpu.id): \(error)"))
+                return
+            }
+            switch exit {
+            case .io(let port, let direction, let size, let count, let data):
+                for index in 0..<count {
+                    let slot = UnsafeMutableRawBufferPointer(rebasing: data[(index * size)..<((index + 1) * size)])
+                    switch direction {
+                    case .out:
+                        var value: UInt32 = 0
+                        for (i, byte) in slot.enumerated() { value |= UInt32(byte) << (8 * i) }
+                        bus.write(port: port, size: size, value: value)
+                    case .in:
+                        let value = bus.read(port: port, size: size)
+                        for i in 0..<size { slot[i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
+                    }
+                }
+            case .mmio(let address, let isWrite, let data):
+                // No MMIO device yet: reads float high, writes are dropped.
+                if !isWrite { for i in 0..<data.count { data[i] = 0xff } }
+                logger.trace("unclaimed mmio", metadata: ["address": "\(address)", "write": "\(isWrite)"])
+            case .interrupted:
+                continue
+            case .shutdown:
+                stop.request(.tripleFault(detail: "vcpu \(vcpu.id): \(vcpu.registerSummary())"))
+            case .systemEvent(let type):
+                // KVM_SYSTEM_EVENT_SHUTDOWN = 1, RESET = 2, CRASH = 3.
+                stop.request(type == 2 ? .reset : .vcpuFailure(detail: "vcpu \(vcpu.id): system event \(type)"))
+            case .internalError(let suberror):
+                stop.request(.vcpuFailure(detail: "vcpu \(vcpu.id): KVM internal error (suberror \(suberror)); "
+                    + "the guest may have used an instruction this host cannot emulate; \(vcpu.registerSummary())"))
+            case .failEntry(let reason):
+                stop.request(.vcpuFailure(detail: "vcpu \(vcpu.id): VM entry failed (reason 0x\(String(reason, radix: 16))); "
+                    + vcpu.registerSummary()))
+            case .halt:
+                continue
+            case .unknown(let reason):
+                stop.request(.vcpuFailure(detail: "vcpu \(vcpu.id): unexpected KVM exit \(reason); \(vcpu.registerSummary())"))
+            }
+        }
+    }
+
+    static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
+        let fd = try FileDescriptor.open(path, flags: O_RDONLY)
+        let size = try fd.size()
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let result: Result<Int, SystemError> = bytes.withUnsafeMutableBytes { buffer in
+                Result { () throws(SystemError) in
+                    try fd.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), at: Int64(done))
+                }
+            }
+            let n = try result.get()
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes[..<done])
+    }
+}
+
+/// The first stop request wins; everyone else only learns that the machine is stopping.
+final class StopState: Sendable {
+    private let state = Mutex<MachineExit?>(nil)
+    private let requested = Atomic<Bool>(false)
+    private let wakeup: FileDescriptor
+
+    init() throws(SystemError) { wakeup = try FileDescriptor.eventfd() }
+
+    var isRequested: Bool { requested.load(ordering: .acquiring) }
+    var reason: MachineExit? { state.withLock { $0 } }
+
+    func request(_ exit: MachineExit) {
+        let first = state.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = exit
+            return true
+        }
+        guard first else { return }
+        requested.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(wakeup.rawValue, $0.baseAddress, 8) }
+    }
+
+    /// Blocks the calling (non-vCPU) thread until a stop is requested.
+    func waitUntilRequested() {
+        while !isRequested {
+            var value: UInt64 = 0
+            _ = withUnsafeMutableBytes(of: &value) { read(wakeup.rawValue, $0.baseAddress, 8) }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import CBulkheadLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An owned file descriptor, closed exactly once when its owner goes away.
+public struct FileDescriptor: ~Copyable, @unchecked Sendable {
+    public let rawValue: Int32
+
+    /// Takes ownership of `rawValue`.
+    public init(owning rawValue: Int32) { self.rawValue = rawValue }
+
+    deinit { _ = close(rawValue) }
+
+    /// Opens `path` with `O_CLOEXEC` added to `flags`.
+    public static func open(_ path: String, flags: Int32) throws(SystemError) -> FileDescriptor {
+        let fd = try systemCall32("open(\(path))") { bh_open(path, flags) }
+        return FileDescriptor(owning: fd)
+    }
+
+    /// Gives up ownership without closing.
+    public consuming func release() -> Int32 {
+        let fd = rawValue
+        discard self
+        return fd
+    }
+
+    /// Writes all of `bytes`, retrying short writes.
+    public func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            // SAFETY: offset < bytes.count, so the slice stays inside the caller's buffer.
+            let n = try systemCall("write(fd \(rawValue))") {
+                write(rawValue, bytes.baseAddress! + offset, bytes.count - offset)
+            }
+            offset += n
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes; returns 0 at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try systemCall("read(fd \(rawValue))") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Reads at `offset` without moving the file position.
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(SystemError) -> Int {
+        try systemCall("pread(fd \(rawValue))") { Glibc.pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    /// Sets the size of the file.
+    public func truncate(to size: Int) throws(SystemError) {
+        try systemCall32("ftruncate(fd \(rawValue), \(size))") { ftruncate(rawValue, off_t(size)) }
+    }
+
+    /// The size of the file from `fstat`.
+    public func size() throws(SystemError) -> Int {
+        var st = stat()
+        try systemCall32("fstat(fd \(rawValue))") { fstat(rawValue, &st) }
+        return Int(st.st_size)
+    }
+
+    /// `ioctl` with a pointer argument.
+    @discardableResult
+    public func ioctl(_ name: String, _ request: UInt, _ arg: UnsafeMutableRawPointer?) throws(SystemError) -> Int32 {
+        try systemCall32("ioctl(\(name))") { bh_ioctl_ptr(rawValue, request, arg) }
+    }
+
+    /// `ioctl` with an integer argument.
+    @discardableResult
+    public func ioctl(_ name: String, _ request: UInt, value: UInt = 0) throws(SystemError) -> Int32 {
+        try systemCall32("ioctl(\(name))") { bh_ioctl_val(rawValue, request, value) }
+    }
+}
+
+extension FileDescriptor {
+    /// A new anonymous memory file (`memfd_create`) of `size` bytes, close-on-exec.
+    public static func memfd(name: String, size: Int) throws(SystemError) -> FileDescriptor {
+        let fd = FileDescriptor(owning: try systemCall32("memfd_create(\(name))") {
+            bh_memfd_create(name, UInt32(MFD_CLOEXEC))
+        })
+        try fd.truncate(to: size)
+        return fd
+    }
+
+    /// A new eventfd, close-on-exec.
+    public static func eventfd(initialValue: UInt32 = 0, nonBlocking: Bool = false) throws(SystemError) -> FileDescriptor {
+        var flags = Int32(EFD_CLOEXEC)
+        if nonBlocking { flags |= Int32(EFD_NONBLOCK) }
+        return FileDescriptor(owning: try systemCall32("eventfd") { bh_eventfd(initialValue, flags) })
+    }
+
+    /// A pidfd for `pid` (`pidfd_open`), readable when the process exits.
+    public static func pidfd(for pid: Int32) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(owning: try systemCall32("pidfd_open(\(pid))") { bh_pidfd_open(pid, 0) })
+    }
+}

@@ -1,0 +1,138 @@
+// C shim for the Linux system layer and KVM.
+//
+// Only what Swift cannot express: ioctl request numbers (function-like macros), fixed-argument
+// wrappers for variadic calls, accessors into anonymous unions, and the signal handler used to
+// kick vCPU threads out of KVM_RUN. No logic lives here.
+#ifndef CBULKHEADLINUX_H
+#define CBULKHEADLINUX_H
+
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// MARK: ioctl request numbers
+
+static const unsigned long BH_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long BH_KVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long BH_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long BH_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long BH_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long BH_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long BH_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long BH_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long BH_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+static const unsigned long BH_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long BH_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long BH_KVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long BH_KVM_IRQFD = KVM_IRQFD;
+static const unsigned long BH_KVM_IOEVENTFD = KVM_IOEVENTFD;
+static const unsigned long BH_KVM_RUN = KVM_RUN;
+static const unsigned long BH_KVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long BH_KVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long BH_KVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long BH_KVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long BH_KVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long BH_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
+static const unsigned long BH_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
+static const unsigned long BH_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+
+static const int BH_KVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
+static const int BH_KVM_CAP_USER_MEMORY = KVM_CAP_USER_MEMORY;
+static const int BH_KVM_CAP_IOEVENTFD = KVM_CAP_IOEVENTFD;
+static const int BH_KVM_CAP_IRQFD = KVM_CAP_IRQFD;
+static const int BH_KVM_CAP_PIT2 = KVM_CAP_PIT2;
+static const int BH_KVM_CAP_TSC_CONTROL = KVM_CAP_TSC_CONTROL;
+static const int BH_KVM_CAP_GET_TSC_KHZ = KVM_CAP_GET_TSC_KHZ;
+
+// MARK: fixed-argument wrappers for variadic calls
+
+static inline int bh_ioctl_ptr(int fd, unsigned long request, void *arg) {
+    return ioctl(fd, request, arg);
+}
+
+static inline int bh_ioctl_val(int fd, unsigned long request, unsigned long arg) {
+    return ioctl(fd, request, arg);
+}
+
+static inline int bh_open(const char *path, int flags) { return open(path, flags | O_CLOEXEC); }
+
+static inline int bh_memfd_create(const char *name, unsigned int flags) {
+    return memfd_create(name, flags);
+}
+
+static inline int bh_pidfd_open(int pid, unsigned int flags) {
+    return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+
+static inline int bh_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                           unsigned long a5) {
+    return prctl(option, a2, a3, a4, a5);
+}
+
+/// Names the calling thread (as `ps -L` and /proc show it); at most 15 bytes are kept.
+static inline int bh_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+static inline int bh_errno(void) { return errno; }
+
+static inline int bh_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
+
+// MARK: kvm_run accessors (anonymous union)
+
+static inline struct kvm_run_io_view {
+    uint8_t direction;
+    uint8_t size;
+    uint16_t port;
+    uint32_t count;
+    uint64_t data_offset;
+} bh_run_io(const struct kvm_run *run) {
+    struct kvm_run_io_view v = {run->io.direction, run->io.size, run->io.port, run->io.count,
+                                run->io.data_offset};
+    return v;
+}
+
+static inline uint8_t *bh_run_mmio_data(struct kvm_run *run) { return run->mmio.data; }
+static inline uint64_t bh_run_mmio_addr(const struct kvm_run *run) { return run->mmio.phys_addr; }
+static inline uint32_t bh_run_mmio_len(const struct kvm_run *run) { return run->mmio.len; }
+static inline uint8_t bh_run_mmio_is_write(const struct kvm_run *run) { return run->mmio.is_write; }
+static inline uint32_t bh_run_internal_suberror(const struct kvm_run *run) {
+    return run->internal.suberror;
+}
+static inline uint64_t bh_run_fail_entry_reason(const struct kvm_run *run) {
+    return run->fail_entry.hardware_entry_failure_reason;
+}
+static inline uint32_t bh_run_system_event_type(const struct kvm_run *run) {
+    return run->system_event.type;
+}
+
+// MARK: kvm_cpuid2 with room for entries
+
+#define BH_MAX_CPUID_ENTRIES 256
+// Same layout as struct kvm_cpuid2 followed by its flexible array.
+struct bh_cpuid {
+    struct {
+        uint32_t nent;
+        uint32_t padding;
+    } header;
+    struct kvm_cpuid_entry2 entries[BH_MAX_CPUID_ENTRIES];
+};
+
+// MARK: kicking vCPU threads out of KVM_RUN
+
+/// Installs an empty handler for `signo` without SA_RESTART, so that a pthread_kill makes a
+/// blocking KVM_RUN return EINTR.
+int bh_install_kick_handler(int signo);
+/// Blocks `signo` in the calling thread (used by non-vCPU threads).
+int bh_block_signal(int signo, int block);
+
+#endif

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Bulkhead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulkhead",
+        abstract: "A KVM virtual machine monitor whose device backends run as restartable driver domains.",
+        subcommands: [Run.self]
+    )
+}
