@@ -37,9 +37,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "BulkheadBootTests", dependencies: ["BulkheadBoot"]),
+        // Shared by the test targets: an ELF builder, tiny PVH kernels, a subprocess runner.
+        .target(name: "BulkheadTestSupport", path: "Tests/BulkheadTestSupport"),
+        .testTarget(name: "BulkheadBootTests", dependencies: ["BulkheadBoot", "BulkheadTestSupport"]),
         .testTarget(name: "BulkheadSystemTests", dependencies: ["BulkheadSystem", "BulkheadCore"]),
-        .testTarget(name: "BulkheadIntegrationTests", dependencies: []),
+        // Boots real guests under real KVM by running the `bulkhead` executable.
+        .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -23,6 +23,11 @@ public final class Machine: @unchecked Sendable {
     let serial: Serial16550
     let stop: StopState
 
+    /// `/dev/kvm`, or `$BULKHEAD_KVM_DEVICE` (tests use it to check the no-KVM error).
+    static var kvmDevicePath: String {
+        getenv("BULKHEAD_KVM_DEVICE").map { String(cString: $0) } ?? KVM.devicePath
+    }
+
     /// The signal used to kick vCPU threads out of KVM_RUN.
     static let kickSignal = SIGUSR1
 
@@ -42,7 +47,7 @@ public final class Machine: @unchecked Sendable {
         guard elf.pvhEntry != nil else { throw CoreError(.boot, underlying: BootError(.noPVHEntry, path: path)) }
 
         do {
-            kvm = try KVM()
+            kvm = try KVM(path: Self.kvmDevicePath)
             vm = try kvm.createVM()
             try vm.createIRQChipAndPIT()
         } catch { throw CoreError(.kvm, underlying: error) }

@@ -1,0 +1,37 @@
+/* exits: measure the cost of the basic guest -> host transitions from ring 3
+ * (informational; always status=ok). Useful to compare VMMs on PVM. */
+#include "lib.h"
+#include "smp.h"
+#include "timer.h"
+#include "workload.h"
+#include "x86.h"
+
+#define N 2000
+
+static u64 avg_ns(u64 cycles) { return cycles * 1000000 / tsc_khz() / N; }
+
+static bool run(void)
+{
+    tsc_khz();
+    u64 t0 = rdtsc();
+    for (int i = 0; i < N; i++) kcall(KCALL_GETCPL, 0, 0);
+    u64 kcall_ns = avg_ns(rdtsc() - t0);
+
+    t0 = rdtsc();
+    for (int i = 0; i < N; i++) (void)inb(0x3fd);        /* UART LSR: VMM userspace */
+    u64 pio_ns = avg_ns(rdtsc() - t0);
+
+    t0 = rdtsc();
+    for (int i = 0; i < N; i++) (void)lapic_read(LAPIC_ID); /* in-kernel LAPIC MMIO */
+    u64 lapic_ns = avg_ns(rdtsc() - t0);
+
+    t0 = rdtsc();
+    for (int i = 0; i < N; i++) outb(0x80, 0);             /* unclaimed port */
+    u64 p80_ns = avg_ns(rdtsc() - t0);
+
+    result_kv("kcall_ns=%lu uart_pio_ns=%lu lapic_mmio_ns=%lu port80_ns=%lu", kcall_ns, pio_ns,
+              lapic_ns, p80_ns);
+    return true;
+}
+
+WORKLOAD("exits", run);
