@@ -150,6 +150,10 @@ public final class Machine: @unchecked Sendable {
     public func requestStop(_ exit: MachineExit) { stop.request(exit) }
 
     private func vcpuLoop(_ vcpu: Vcpu) {
+        // The kick must reach this thread even if whoever started us blocked the signal (a
+        // parent's blocked mask is inherited across exec): an AP waiting for its SIPI sits in
+        // KVM_RUN, and only the signal gets it out.
+        _ = bh_block_signal(Self.kickSignal, 0)
         while !stop.isRequested {
             let exit: VcpuExit
             do { exit = try vcpu.runOnce() } catch {

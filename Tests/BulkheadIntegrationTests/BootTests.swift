@@ -19,7 +19,7 @@ struct BootTests {
     }
 
     @Test("hello sees other memory sizes", .enabled(if: guestNeeded, "needs guest/build/guest.elf and the bulkhead build"),
-          arguments: [("64M", 64), ("1G", 1024)])
+          arguments: [("64M", 64), ("1G", 1024), ("4G", 4096)])
     func memorySizes(memory: String, mib: Int) throws {
         let result = try bulkhead(["run", "--kernel", Checkout.guest, "--cmdline", "workload=hello", "--memory", memory])
         #expect(result.status == 0, "stderr: \(result.stderr)")

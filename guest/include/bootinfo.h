@@ -35,6 +35,7 @@ struct boot_info {
     const struct hvm_memmap_table_entry *memmap;
     u32 memmap_entries;
     u64 ram_end;                         /* end of the highest RAM entry */
+    u64 ram_total;                       /* sum of the RAM entries */
 };
 
 extern struct boot_info boot;

@@ -22,8 +22,9 @@ bool bootinfo_init(u64 start_info_paddr)
     }
     for (u32 i = 0; i < boot.memmap_entries; i++) {
         const struct hvm_memmap_table_entry *e = &boot.memmap[i];
-        if (e->type == HVM_MEMMAP_TYPE_RAM && e->addr + e->size > boot.ram_end)
-            boot.ram_end = e->addr + e->size;
+        if (e->type != HVM_MEMMAP_TYPE_RAM) continue;
+        if (e->addr + e->size > boot.ram_end) boot.ram_end = e->addr + e->size;
+        boot.ram_total += e->size;
     }
     return true;
 }

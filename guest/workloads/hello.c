@@ -1,5 +1,6 @@
 /* hello: report the CPU count (ACPI MADT, else INIT-SIPI-SIPI census) and the
- * memory size (end of the highest RAM entry of the PVH memmap, in MiB). */
+ * memory size (sum of the RAM entries of the PVH memmap, rounded up to MiB: the
+ * sub-MiB holes below 1 MiB round away, and a split around the MMIO hole adds up). */
 #include "acpi.h"
 #include "bootinfo.h"
 #include "lib.h"
@@ -21,7 +22,7 @@ static bool run(void)
         n = 1 + smp_count_by_sipi();
         src = "init-sipi";
     }
-    u64 mib = (boot.ram_end + (1UL << 20) - 1) >> 20;
+    u64 mib = (boot.ram_total + (1UL << 20) - 1) >> 20;
     printf("guest: hello from ring %lu, rsdp=0x%lx cpus-from=%s memmap-entries=%u\n",
            kcall(KCALL_GETCPL, 0, 0), rsdp, src, boot.memmap_entries);
     result_kv("vcpus=%d", n);
