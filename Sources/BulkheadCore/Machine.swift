@@ -49,13 +49,15 @@ public final class Machine: @unchecked Sendable {
         do {
             kvm = try KVM(path: Self.kvmDevicePath)
             vm = try kvm.createVM()
-            try vm.createIRQChipAndPIT()
         } catch { throw CoreError(.kvm, underlying: error) }
 
         memory = try GuestMemory(size: configuration.memorySize)
         var vcpus: [Vcpu] = []
         do {
+            // Memory first: registering a slot after the irqchip exists waits for an SRCU
+            // grace period (measured 4-11 ms here, against 0.1 ms before it).
             try memory.register(with: vm)
+            try vm.createIRQChipAndPIT()
             let cpuid = try kvm.supportedCPUID()
             for id in 0..<configuration.vcpus {
                 let vcpu = try vm.createVcpu(id: id)
@@ -131,9 +133,9 @@ public final class Machine: @unchecked Sendable {
     /// Runs every vCPU on its own thread until the machine stops.
     public func run() -> MachineExit {
         _ = bh_install_kick_handler(Self.kickSignal)
-        var threads: [VcpuThread?] = []
+        var threads: [DedicatedThread?] = []
         for vcpu in vcpus {
-            let thread = VcpuThread.start(name: "vcpu\(vcpu.id)") { [self] in self.vcpuLoop(vcpu) }
+            let thread = DedicatedThread.start(name: "vcpu\(vcpu.id)") { [self] in self.vcpuLoop(vcpu) }
             if thread == nil { stop.request(.vcpuFailure(detail: "cannot create the thread of vcpu \(vcpu.id)")) }
             threads.append(thread)
         }

@@ -1,6 +1,8 @@
 import BulkheadCore
-import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The guest's serial console on the host terminal: output to stdout, input from stdin when
 /// stdin is a terminal.
@@ -30,6 +32,7 @@ final class Console: Sendable {
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
+                // SAFETY: offset < raw.count.
                 let n = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
                 if n < 0 { if errno == EINTR { continue }; return }
                 offset += n
@@ -37,11 +40,11 @@ final class Console: Sendable {
         }
     }
 
-    /// Reads stdin on a background thread and hands the bytes to the guest's UART, when stdin
-    /// is a terminal.
+    /// Reads stdin on a dedicated thread and hands the bytes to the guest's UART, when stdin
+    /// is a terminal. The thread ends with the process.
     func forwardInput(to machine: Machine) {
         guard isatty(0) == 1 else { return }
-        let thread = Thread {
+        _ = DedicatedThread.start(name: "console") {
             var buffer = [UInt8](repeating: 0, count: 256)
             while true {
                 let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
@@ -49,6 +52,11 @@ final class Console: Sendable {
                 machine.consoleInput(Array(buffer[0..<n]))
             }
         }
-        thread.start()
     }
+}
+
+/// Prints one line to stderr.
+func printError(_ message: String) {
+    let line = Array((message + "\n").utf8)
+    _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import BulkheadBoot
 import BulkheadCore
-import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `bulkhead run`: boot a kernel and exit with the guest's status.
 struct Run: ParsableCommand {
@@ -66,31 +68,39 @@ struct Run: ParsableCommand {
         case .debugExit, .reset:
             logger.info("\(exit)")
         case .tripleFault, .vcpuFailure:
-            FileHandle.standardError.write(Data("bulkhead: \(exit)\n".utf8))
+            printError("bulkhead: \(exit)")
         }
-        Foundation.exit(exit.exitStatus)
+        Glibc.exit(exit.exitStatus)
     }
 
     func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("bulkhead: error: \(message)\n".utf8))
-        Foundation.exit(1)
+        printError("bulkhead: error: \(message)")
+        Glibc.exit(1)
     }
 }
 
 /// Finds the project's test guest: $BULKHEAD_GUEST, or guest/build/guest.elf in the current
-/// directory or above the executable (a checkout's .build/<config>/bulkhead).
+/// directory or in a directory above the executable (a checkout's .build/<config>/bulkhead).
 enum TestGuest {
     static let relativePath = "guest/build/guest.elf"
 
     static func locate() -> String? {
-        let files = FileManager.default
-        if let explicit = ProcessInfo.processInfo.environment["BULKHEAD_GUEST"] { return explicit }
-        var candidates = [files.currentDirectoryPath + "/" + relativePath]
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        if let explicit = getenv("BULKHEAD_GUEST") { return String(cString: explicit) }
+        var candidates = [relativePath]
+        var directory = executablePath()
         for _ in 0..<6 {
-            candidates.append(directory.appendingPathComponent(relativePath).path)
-            directory = directory.deletingLastPathComponent()
+            guard let slash = directory.lastIndex(of: "/") else { break }
+            directory = String(directory[..<slash])
+            candidates.append((directory.isEmpty ? "" : directory) + "/" + relativePath)
         }
-        return candidates.first { files.fileExists(atPath: $0) }
+        return candidates.first { access($0, R_OK) == 0 }
+    }
+
+    /// The resolved path of this executable (/proc/self/exe).
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -5,8 +5,8 @@ import Glibc
 #endif
 
 /// A dedicated OS thread (never Swift's cooperative pool): vCPUs block in KVM_RUN for as long
-/// as the guest runs.
-final class VcpuThread: Sendable {
+/// as the guest runs, the console blocks reading stdin.
+public final class DedicatedThread: Sendable {
     private let handle: Mutex<pthread_t?>
 
     private init() { handle = Mutex(nil) }
@@ -17,8 +17,9 @@ final class VcpuThread: Sendable {
         init(body: @escaping () -> Void, name: String) { self.body = body; self.name = name }
     }
 
-    static func start(name: String, _ body: @escaping @Sendable () -> Void) -> VcpuThread? {
-        let thread = VcpuThread()
+    /// Starts `body` on a new thread named `name`; nil if the thread cannot be created.
+    public static func start(name: String, _ body: @escaping @Sendable () -> Void) -> DedicatedThread? {
+        let thread = DedicatedThread()
         let context = Unmanaged.passRetained(Context(body: body, name: name)).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { raw in
@@ -37,11 +38,13 @@ final class VcpuThread: Sendable {
         return thread
     }
 
-    func kick(signal: Int32) {
+    /// Sends `signal` to the thread (to interrupt a blocking call).
+    public func kick(signal: Int32) {
         handle.withLock { tid in if let tid { _ = pthread_kill(tid, signal) } }
     }
 
-    func join() {
+    /// Waits for the thread to finish.
+    public func join() {
         guard let tid = handle.withLock({ $0 }) else { return }
         _ = pthread_join(tid, nil)
     }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and integration tests that boot real guests under KVM
+# (skipped, with the reason printed, where /dev/kvm is absent) and under QEMU.
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+ensure_packages
+build_guest
+log "building bulkhead and the tests (swift build --build-tests)"
+swift build --build-tests
+if [[ $(kvm_status) != available ]]; then
+    log "NOTE: /dev/kvm is not usable here: the tests that boot guests will be skipped"
+fi
+log "running the tests (swift test)"
+# The full log goes to .build/test-output.txt; the terminal gets it without the "started" lines.
+set +e
+swift test --skip-build 2>&1 | tee "$ROOT/.build/test-output.txt" | grep -v '^◇'
+status=${PIPESTATUS[0]}
+set -e
+exit "$status"
