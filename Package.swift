@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "bulkhead", targets: ["bulkhead"]),
+        .executable(name: "bulkhead-domain", targets: ["bulkhead-domain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,30 @@ let package = Package(
         .target(name: "BulkheadSystem", dependencies: ["CBulkheadLinux"]),
         // KVM: the VM, vCPUs, their exits. Knows nothing about devices.
         .target(name: "BulkheadKVM", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
+        // Generated protobuf-c code for proto/bulkhead.proto (regenerate with
+        // orchestration/scripts/gen-proto.sh; never edited by hand).
+        .target(
+            name: "CBulkheadProto", path: "proto", exclude: ["bulkhead.proto", "README.md"],
+            sources: ["c"], publicHeadersPath: "c/include",
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+        // The core<->domain messages as Swift values, encoded with protobuf-c. No Foundation.
+        .target(name: "BulkheadProtocol", dependencies: ["CBulkheadProto"]),
+        // The control channel: shared-memory region, SPSC byte rings, doorbells, recovery area.
+        .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"]),
+        // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
+        // in-flight recovery) and the virtio-blk request engine. No Foundation.
+        .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem"]),
+        // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
+        .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
+        // Entering a domain's sandbox: namespaces, empty root, uid, capabilities, rlimits, seccomp.
+        .target(name: "BulkheadSandbox", dependencies: ["BulkheadSystem", "CBulkheadSandbox"]),
+        // Every driver domain: `bulkhead-domain <kind> <id>`; one folder per kind under domains/.
+        .executableTarget(
+            name: "bulkhead-domain",
+            dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox"],
+            path: "domains", exclude: ["README.md", "blk/README.md"]
+        ),
         // Boot protocols: ELF/PVH loader, hvm_start_info, memory map, ACPI tables. Pure logic.
         .target(name: "BulkheadBoot", dependencies: []),
         // The core: guest memory, platform devices, the I/O bus, the vCPU runner.
@@ -26,6 +51,7 @@ let package = Package(
             name: "BulkheadCore",
             dependencies: [
                 "BulkheadSystem", "BulkheadKVM", "BulkheadBoot", "CBulkheadLinux",
+                "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -41,6 +67,10 @@ let package = Package(
         .target(name: "BulkheadTestSupport", path: "Tests/BulkheadTestSupport"),
         .testTarget(name: "BulkheadBootTests", dependencies: ["BulkheadBoot", "BulkheadTestSupport"]),
         .testTarget(name: "BulkheadSystemTests", dependencies: ["BulkheadSystem", "BulkheadCore"]),
+        .testTarget(name: "BulkheadProtocolTests", dependencies: ["BulkheadProtocol"]),
+        .testTarget(name: "BulkheadChannelTests", dependencies: ["BulkheadChannel", "BulkheadProtocol", "BulkheadSystem"]),
+        .testTarget(name: "BulkheadVirtioTests", dependencies: ["BulkheadVirtio"]),
+        .testTarget(name: "BulkheadSandboxTests", dependencies: ["BulkheadSandbox", "BulkheadSystem", "BulkheadTestSupport"]),
         // Boots real guests under real KVM by running the `bulkhead` executable.
         .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),
     ],

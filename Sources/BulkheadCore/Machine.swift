@@ -21,6 +21,13 @@ public final class Machine: @unchecked Sendable {
     let vcpus: [Vcpu]
     let bus: IOBus
     let serial: Serial16550
+    let mmio: MMIOBus
+    let supervisors: [DomainSupervisor]
+
+    /// Where the first virtio-mmio device lives, and its interrupt; device i is at
+    /// base + i * 0x200 with IRQ 5 + i.
+    static let virtioMMIOBase: UInt64 = 0xd000_0000
+    static let virtioFirstIRQ: UInt32 = 5
     let stop: StopState
 
     /// `/dev/kvm`, or `$BULKHEAD_KVM_DEVICE` (tests use it to check the no-KVM error).
@@ -67,7 +74,26 @@ public final class Machine: @unchecked Sendable {
         } catch { throw CoreError(.kvm, underlying: error) }
         self.vcpus = vcpus
 
+        // Driver domains: one virtio-mmio transport in the core and one supervised domain
+        // process per disk. Announced to the guest the way Linux and QEMU's microvm expect.
+        var devices: [(base: GuestAddress, size: UInt64, device: any MMIODevice)] = []
+        var supervisors: [DomainSupervisor] = []
+        var announcements: [String] = []
+        for (index, disk) in configuration.disks.enumerated() {
+            let base = GuestAddress(Self.virtioMMIOBase + UInt64(index) * VirtioMMIOTransport.regionSize)
+            let irq = Self.virtioFirstIRQ + UInt32(index)
+            let (transport, supervisor) = try Self.makeBlockDevice(
+                index: index, disk: disk, base: base, irq: irq, vm: vm, memory: memory,
+                configuration: configuration, logger: logger)
+            devices.append((base: base, size: VirtioMMIOTransport.regionSize, device: transport))
+            supervisors.append(supervisor)
+            announcements.append("virtio_mmio.device=\(VirtioMMIOTransport.regionSize)@\(base):\(irq)")
+        }
+        self.supervisors = supervisors
+        mmio = MMIOBus(devices)
+
         var commandLine = configuration.commandLine
+        for announcement in announcements { commandLine += (commandLine.isEmpty ? "" : " ") + announcement }
         if configuration.appendTSCFrequency, let khz = try? vcpus[0].tscKHz(), khz > 0,
            !commandLine.split(separator: " ").contains(where: { $0.hasPrefix("tsc_khz=") }) {
             commandLine += (commandLine.isEmpty ? "" : " ") + "tsc_khz=\(khz)"
@@ -139,14 +165,19 @@ public final class Machine: @unchecked Sendable {
             if thread == nil { stop.request(.vcpuFailure(detail: "cannot create the thread of vcpu \(vcpu.id)")) }
             threads.append(thread)
         }
+        for supervisor in supervisors { supervisor.start() }
         stop.waitUntilRequested()
         for (vcpu, thread) in zip(vcpus, threads) {
             vcpu.requestImmediateExit()
             thread?.kick(signal: Self.kickSignal)
         }
         for thread in threads { thread?.join() }
+        for supervisor in supervisors { supervisor.stop() }
         return stop.reason ?? .vcpuFailure(detail: "stopped without a reason")
     }
+
+    /// What each driver domain went through (restarts, exit reasons, recovery times).
+    public var domainReports: [DomainSupervisor.Report] { supervisors.map(\.report) }
 
     /// Stops the machine from outside (e.g. SIGINT): every vCPU leaves KVM_RUN.
     public func requestStop(_ exit: MachineExit) { stop.request(exit) }
@@ -177,9 +208,7 @@ public final class Machine: @unchecked Sendable {
                     }
                 }
             case .mmio(let address, let isWrite, let data):
-                // No MMIO device yet: reads float high, writes are dropped.
-                if !isWrite { for i in 0..<data.count { data[i] = 0xff } }
-                logger.trace("unclaimed mmio", metadata: ["address": "\(address)", "write": "\(isWrite)"])
+                if isWrite { mmio.write(address, data: UnsafeRawBufferPointer(data)) } else { mmio.read(address, data: data) }
             case .interrupted:
                 continue
             case .shutdown:

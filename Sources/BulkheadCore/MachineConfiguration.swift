@@ -10,7 +10,15 @@ public struct MachineConfiguration: Sendable {
     /// host whose CPUID does not give the TSC frequency can still keep time.
     public var appendTSCFrequency: Bool
 
+    /// Disks, each served by its own virtio-blk driver domain (`blk0`, `blk1`, ...).
+    public var disks: [DiskConfiguration] = []
+    /// How the supervisor restarts a domain that died.
+    public var restartPolicy = RestartPolicy()
+    /// The `bulkhead-domain` executable (default: next to the running `bulkhead`).
+    public var domainExecutable: String?
+
     public static let maximumVcpus = 254
+    public static let maximumDisks = 8
 
     public init(kernelPath: String, commandLine: String = "", memorySize: UInt64 = 256 << 20, vcpus: Int = 1,
                 appendTSCFrequency: Bool = true) {
@@ -33,6 +41,9 @@ public struct MachineConfiguration: Sendable {
         guard memorySize <= GuestLayout.maximumMemory else {
             throw CoreError(.invalidConfiguration(
                 "--memory \(MemorySize.describe(memorySize)) is too large: at most \(MemorySize.describe(GuestLayout.maximumMemory))"))
+        }
+        guard disks.count <= Self.maximumDisks else {
+            throw CoreError(.invalidConfiguration("\(disks.count) --disk options: at most \(Self.maximumDisks)"))
         }
         guard memorySize % 4096 == 0 else {
             throw CoreError(.invalidConfiguration("--memory \(memorySize) bytes is not a multiple of 4 KiB"))
@@ -69,4 +80,48 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
         case .tripleFault, .vcpuFailure: return 125
         }
     }
+}
+
+/// A raw disk image served by a virtio-blk domain (`--disk PATH[,readonly]`).
+public struct DiskConfiguration: Sendable, Equatable {
+    public var path: String
+    public var readOnly: Bool
+
+    public init(path: String, readOnly: Bool = false) {
+        self.path = path
+        self.readOnly = readOnly
+    }
+
+    /// Parses `PATH[,readonly]` (also `ro`, `readonly=on|off`); errors name the option.
+    public static func parse(_ text: String) throws(CoreError) -> DiskConfiguration {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let path = parts.first, !path.isEmpty else {
+            throw CoreError(.invalidConfiguration("--disk \(text): no path (expected PATH[,readonly])"))
+        }
+        var disk = DiskConfiguration(path: path)
+        for option in parts.dropFirst() {
+            switch option {
+            case "readonly", "ro", "readonly=on", "readonly=true": disk.readOnly = true
+            case "readonly=off", "readonly=false", "rw": disk.readOnly = false
+            default:
+                throw CoreError(.invalidConfiguration("--disk \(text): unknown option \"\(option)\" (known: readonly)"))
+            }
+        }
+        return disk
+    }
+}
+
+/// When and how fast the supervisor restarts a domain that died.
+///
+/// The first restart after a domain made progress is immediate. A domain that dies again
+/// before completing any request is restarted after `initialBackoff`, doubling up to
+/// `maximumBackoff`. More than `budget` restarts within `window` mark the device failed: the
+/// disk answers every request with an I/O error from then on, and the guest keeps running.
+public struct RestartPolicy: Sendable, Equatable {
+    public var budget: Int = 100
+    public var windowSeconds: Double = 60
+    public var initialBackoffMilliseconds: Double = 10
+    public var maximumBackoffMilliseconds: Double = 1000
+
+    public init() {}
 }

@@ -55,6 +55,30 @@ public final class VirtualMachine: @unchecked Sendable {
         try KVMError.wrap { () throws(SystemError) in try fd.ioctl("KVM_IRQ_LINE(\(irq))", BH_KVM_IRQ_LINE, &line) }
     }
 
+    /// Makes a guest write of `length` bytes at MMIO `address` (equal to `datamatch`, when
+    /// given) signal the eventfd `fd` inside KVM, without an exit to the VMM.
+    public func registerIoeventfd(fd: Int32, address: GuestAddress, length: UInt32, datamatch: UInt64?) throws(KVMError) {
+        var event = kvm_ioeventfd()
+        event.addr = address.rawValue
+        event.len = length
+        event.fd = fd
+        if let datamatch {
+            event.datamatch = datamatch
+            event.flags = UInt32(BH_KVM_IOEVENTFD_FLAG_DATAMATCH)
+        }
+        try KVMError.wrap { () throws(SystemError) in
+            try self.fd.ioctl("KVM_IOEVENTFD(\(address))", BH_KVM_IOEVENTFD, &event)
+        }
+    }
+
+    /// Makes a write to the eventfd `fd` raise guest interrupt `gsi` (edge) inside KVM.
+    public func registerIrqfd(fd: Int32, gsi: UInt32) throws(KVMError) {
+        var irqfd = kvm_irqfd()
+        irqfd.fd = UInt32(bitPattern: fd)
+        irqfd.gsi = gsi
+        try KVMError.wrap { () throws(SystemError) in try self.fd.ioctl("KVM_IRQFD(gsi \(gsi))", BH_KVM_IRQFD, &irqfd) }
+    }
+
     /// Creates vCPU `id` and maps its `kvm_run` area.
     public func createVcpu(id: Int) throws(KVMError) -> Vcpu {
         try KVMError.wrap { () throws(SystemError) in

@@ -94,3 +94,12 @@ extension FileDescriptor {
         FileDescriptor(owning: try systemCall32("pidfd_open(\(pid))") { bh_pidfd_open(pid, 0) })
     }
 }
+
+/// A `FileDescriptor` behind a reference, for collections and for sharing between owners that
+/// live as long as each other. Closed when the last reference goes away.
+public final class SharedFileDescriptor: @unchecked Sendable {
+    public let descriptor: FileDescriptor
+    public var rawValue: Int32 { descriptor.rawValue }
+
+    public init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
+}

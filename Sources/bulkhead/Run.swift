@@ -28,6 +28,16 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs.")
     var vcpus: Int = 1
 
+    @Option(name: .customLong("disk"), help: ArgumentHelp(
+        "A raw disk image served by a virtio-blk driver domain: PATH[,readonly]. Repeat for more disks.", valueName: "disk"))
+    var disks: [String] = []
+
+    @Option(help: ArgumentHelp("Restarts a domain may use within --restart-window before its device fails.", valueName: "n"))
+    var restartBudget: Int = 100
+
+    @Option(help: ArgumentHelp("The window of the restart budget, in seconds.", valueName: "seconds"))
+    var restartWindow: Double = 60
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
     var logLevel: String = "warning"
 
@@ -51,8 +61,18 @@ struct Run: ParsableCommand {
         } else {
             fail("no --kernel given and the test guest is not built: run `make -C guest` (or set BULKHEAD_GUEST)")
         }
-        let configuration = MachineConfiguration(
+        var configuration = MachineConfiguration(
             kernelPath: kernelPath, commandLine: cmdline, memorySize: memorySize, vcpus: vcpus)
+        do {
+            for disk in disks { configuration.disks.append(try DiskConfiguration.parse(disk)) }
+        } catch {
+            fail("\(error)")
+        }
+        guard restartBudget >= 0 else { fail("--restart-budget \(restartBudget) must not be negative") }
+        guard restartWindow > 0 else { fail("--restart-window \(restartWindow) must be positive") }
+        configuration.restartPolicy.budget = restartBudget
+        configuration.restartPolicy.windowSeconds = restartWindow
+        if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
 
         let console = Console()
         let machine: Machine
@@ -64,6 +84,7 @@ struct Run: ParsableCommand {
         console.forwardInput(to: machine)
         let exit = machine.run()
         console.flush()
+        for report in machine.domainReports { printError("bulkhead: " + report.summary) }
         switch exit {
         case .debugExit, .reset:
             logger.info("\(exit)")

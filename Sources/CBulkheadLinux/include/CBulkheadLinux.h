@@ -47,6 +47,8 @@ static const unsigned long BH_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
 static const unsigned long BH_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
 static const unsigned long BH_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 
+static const unsigned int BH_KVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DATAMATCH;
+
 static const int BH_KVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
 static const int BH_KVM_CAP_USER_MEMORY = KVM_CAP_USER_MEMORY;
 static const int BH_KVM_CAP_IOEVENTFD = KVM_CAP_IOEVENTFD;
@@ -134,5 +136,57 @@ struct bh_cpuid {
 int bh_install_kick_handler(int signo);
 /// Blocks `signo` in the calling thread (used by non-vCPU threads).
 int bh_block_signal(int signo, int block);
+
+// MARK: shared-memory atomics
+//
+// C11 atomics over plain pointers into memory shared between processes (the control region of
+// BulkheadChannel). Swift's `Synchronization.Atomic` cannot live at an address in a mapping, so
+// these small wrappers do it. Every pointer must be naturally aligned. Owned by BulkheadChannel;
+// only append here.
+#include <stdatomic.h>
+
+static inline uint32_t bh_atomic_load_acquire_u32(const void *p) {
+    return atomic_load_explicit((const _Atomic uint32_t *)p, memory_order_acquire);
+}
+static inline uint64_t bh_atomic_load_acquire_u64(const void *p) {
+    return atomic_load_explicit((const _Atomic uint64_t *)p, memory_order_acquire);
+}
+static inline uint32_t bh_atomic_load_relaxed_u32(const void *p) {
+    return atomic_load_explicit((const _Atomic uint32_t *)p, memory_order_relaxed);
+}
+static inline uint64_t bh_atomic_load_relaxed_u64(const void *p) {
+    return atomic_load_explicit((const _Atomic uint64_t *)p, memory_order_relaxed);
+}
+static inline void bh_atomic_store_release_u32(void *p, uint32_t v) {
+    atomic_store_explicit((_Atomic uint32_t *)p, v, memory_order_release);
+}
+static inline void bh_atomic_store_release_u64(void *p, uint64_t v) {
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release);
+}
+static inline void bh_atomic_store_seq_cst_u32(void *p, uint32_t v) {
+    atomic_store_explicit((_Atomic uint32_t *)p, v, memory_order_seq_cst);
+}
+static inline uint32_t bh_atomic_fetch_or_u32(void *p, uint32_t v) {
+    return atomic_fetch_or_explicit((_Atomic uint32_t *)p, v, memory_order_acq_rel);
+}
+static inline uint32_t bh_atomic_fetch_and_u32(void *p, uint32_t v) {
+    return atomic_fetch_and_explicit((_Atomic uint32_t *)p, v, memory_order_acq_rel);
+}
+static inline uint32_t bh_atomic_exchange_u32(void *p, uint32_t v) {
+    return atomic_exchange_explicit((_Atomic uint32_t *)p, v, memory_order_acq_rel);
+}
+static inline uint64_t bh_atomic_fetch_add_u64(void *p, uint64_t v) {
+    return atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel);
+}
+/// A full barrier: orders an earlier store before a later load (the doorbell handshake).
+static inline void bh_atomic_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+/// A spin-wait hint (x86 `pause`): cheaper on the sibling hyperthread while polling a ring.
+static inline void bh_atomic_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 #endif

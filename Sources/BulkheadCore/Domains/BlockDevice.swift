@@ -1,0 +1,114 @@
+import BulkheadChannel
+import BulkheadKVM
+import BulkheadSystem
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// virtio-blk as the core sees it: its identity, features and configuration space. The
+/// requests themselves are served by the `blk` driver domain.
+enum VirtioBlock {
+    static let deviceID: UInt32 = 2
+    static let queueMaxSize: UInt16 = 256
+    static let sectorSize: UInt64 = 512
+    static let segmentMaximum: UInt32 = 126
+
+    // Feature bits (virtio 1.2, 5.2.3 and 6).
+    static let featureSegmentMaximum: UInt64 = 1 << 2
+    static let featureReadOnly: UInt64 = 1 << 5
+    static let featureBlockSize: UInt64 = 1 << 6
+    static let featureFlush: UInt64 = 1 << 9
+    static let featureEventIndex: UInt64 = 1 << 29
+    static let featureVersion1: UInt64 = 1 << 32
+
+    static func description(capacitySectors: UInt64, readOnly: Bool) -> VirtioDeviceDescription {
+        var features = featureVersion1 | featureEventIndex | featureFlush | featureSegmentMaximum | featureBlockSize
+        if readOnly { features |= featureReadOnly }
+        return VirtioDeviceDescription(deviceID: deviceID, features: features, queueCount: 1,
+                                       queueMaxSize: queueMaxSize, config: config(capacitySectors: capacitySectors))
+    }
+
+    /// struct virtio_blk_config: capacity (u64 @0), size_max (u32 @8), seg_max (u32 @12),
+    /// geometry (@16), blk_size (u32 @20).
+    static func config(capacitySectors: UInt64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { bytes[offset + i] = b } }
+        }
+        put(capacitySectors, at: 0)
+        put(segmentMaximum, at: 12)
+        put(UInt32(sectorSize), at: 20)
+        return bytes
+    }
+}
+
+extension Machine {
+    /// Opens the disk, creates its irqfd and ioeventfd, its supervisor and its transport.
+    static func makeBlockDevice(
+        index: Int, disk: DiskConfiguration, base: GuestAddress, irq: UInt32, vm: VirtualMachine, memory: GuestMemory,
+        configuration: MachineConfiguration, logger: Logger
+    ) throws(CoreError) -> (VirtioMMIOTransport, DomainSupervisor) {
+        let id = "blk\(index)"
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(disk.path, flags: disk.readOnly ? O_RDONLY : O_RDWR)
+        } catch {
+            throw CoreError(.invalidConfiguration("--disk \(disk.path): cannot open: \(error.errno)"), underlying: error)
+        }
+        let size: Int
+        do { size = try file.size() } catch {
+            throw CoreError(.invalidConfiguration("--disk \(disk.path): cannot stat: \(error.errno)"), underlying: error)
+        }
+        guard size >= 512 else {
+            throw CoreError(.invalidConfiguration("--disk \(disk.path): \(size) bytes; a disk needs at least one 512-byte sector"))
+        }
+        let capacity = UInt64(size) / VirtioBlock.sectorSize
+        let description = VirtioBlock.description(capacitySectors: capacity, readOnly: disk.readOnly)
+
+        let irqfd: SharedFileDescriptor
+        var kicks: [SharedFileDescriptor] = []
+        do {
+            irqfd = SharedFileDescriptor(try FileDescriptor.eventfd(nonBlocking: true))
+            for _ in 0..<description.queueCount { kicks.append(SharedFileDescriptor(try FileDescriptor.eventfd(nonBlocking: true))) }
+        } catch {
+            throw CoreError(.system, underlying: error)
+        }
+        do {
+            try vm.registerIrqfd(fd: irqfd.rawValue, gsi: irq)
+            for (queue, kick) in kicks.enumerated() {
+                try vm.registerIoeventfd(fd: kick.rawValue, address: GuestAddress(base.rawValue + VirtioMMIOTransport.queueNotifyOffset),
+                                         length: 4, datamatch: UInt64(queue))
+            }
+        } catch {
+            throw CoreError(.kvm, underlying: error)
+        }
+
+        let spec = DomainSupervisor.Specification(
+            kind: "blk", id: id, executable: configuration.domainExecutable ?? defaultDomainExecutable(),
+            queueCount: description.queueCount, readOnly: disk.readOnly, capacitySectors: capacity,
+            config: description.config, policy: configuration.restartPolicy)
+        let failed = FailedTransportLatch()
+        let supervisor = try DomainSupervisor(spec: spec, guestMemory: memory, backend: file, irqfd: irqfd, kicks: kicks,
+                                              logger: logger, onFailure: { failed.fire() })
+        let transport = VirtioMMIOTransport(name: id, description: description, backend: supervisor)
+        failed.transport = transport
+        return (transport, supervisor)
+    }
+
+    /// `bulkhead-domain` next to the running executable.
+    static func defaultDomainExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "bulkhead-domain" }
+        let path = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = path.lastIndex(of: "/") else { return "bulkhead-domain" }
+        return String(path[...slash]) + "bulkhead-domain"
+    }
+}
+
+/// Marks a transport NEEDS_RESET when its domain is past its restart budget.
+final class FailedTransportLatch: @unchecked Sendable {
+    weak var transport: VirtioMMIOTransport?
+    func fire() { transport?.markNeedsReset() }
+}

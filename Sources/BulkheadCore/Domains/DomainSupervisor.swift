@@ -1,0 +1,406 @@
+import BulkheadChannel
+import BulkheadProtocol
+import BulkheadSandbox
+import BulkheadSystem
+import CBulkheadLinux
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Watches one driver domain process and restarts it when it dies, so that the guest never
+/// notices. One supervisor per device; it runs on its own `DedicatedThread`.
+///
+/// It owns what must outlive the domain process: the control region (rings, heartbeat,
+/// InterruptStatus, the recovery area with each queue's in-flight log), the doorbells, the
+/// irqfd and ioeventfds, and the backend fd (disk file). A new domain gets the same objects at
+/// the same fd numbers, receives `Attach` with the transport state the core kept, replays its
+/// in-flight requests and resumes.
+public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable {
+    /// What kind of domain, and what it serves.
+    public struct Specification: Sendable {
+        public var kind: String
+        public var id: String
+        public var executable: String
+        public var queueCount: Int
+        public var readOnly: Bool
+        public var capacitySectors: UInt64
+        public var config: [UInt8]
+        public var policy: RestartPolicy
+    }
+
+    /// Why a domain ended, as the operator sees it.
+    public enum ExitReason: Sendable, Equatable, CustomStringConvertible {
+        case terminated(DomainTermination)
+        case protocolFault(String)
+        case handshakeFailed(String)
+
+        public var description: String {
+            switch self {
+            case .terminated(let how): return "\(how)"
+            case .protocolFault(let why): return "protocol fault: \(why)"
+            case .handshakeFailed(let why): return "handshake failed: \(why)"
+            }
+        }
+    }
+
+    /// A summary for `bulkhead run`'s closing report and the tests.
+    public struct Report: Sendable {
+        public var id: String
+        public var restarts: Int
+        public var failed: Bool
+        public var exitReasons: [String]
+        /// Milliseconds from a domain's death to the first request its successor completed.
+        public var recoveryMilliseconds: [Double]
+        public var requests: UInt64
+    }
+
+    let spec: Specification
+    let logger: Logger
+    let region: ControlRegion
+    let channel: ControlChannel
+    let irqfd: SharedFileDescriptor
+    let kicks: [SharedFileDescriptor]
+    let backend: FileDescriptor
+    let guestMemoryFD: Int32
+    let guestMemorySize: UInt64
+    let onFailure: @Sendable () -> Void
+
+    struct State {
+        var activation: VirtioActivation?
+        var helloReceived = false
+        var attachedGeneration: UInt64?
+        var generation: UInt64 = 0
+        var restartTimes: [Double] = []
+        var consecutiveFailures = 0
+        var failed = false
+        var stopping = false
+        var exitReasons: [String] = []
+        var recoveryMilliseconds: [Double] = []
+        var diedAt: Double?
+        var requestsThisGeneration: UInt64 = 0
+        var requestsTotal: UInt64 = 0
+        var requestsBeforeThisGeneration: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    private let sendLock = Mutex(())
+    private let wakeup: FileDescriptor
+    private var thread: DedicatedThread?
+
+    init(spec: Specification, guestMemory: GuestMemory, backend: consuming FileDescriptor, irqfd: SharedFileDescriptor,
+         kicks: [SharedFileDescriptor], logger: Logger, onFailure: @escaping @Sendable () -> Void) throws(CoreError) {
+        self.spec = spec
+        self.logger = logger
+        self.backend = backend
+        self.irqfd = irqfd
+        self.kicks = kicks
+        self.guestMemoryFD = guestMemory.file.rawValue
+        self.guestMemorySize = guestMemory.size
+        self.onFailure = onFailure
+        do {
+            region = try ControlRegion.create(name: "bulkhead-\(spec.id)-control")
+            wakeup = try FileDescriptor.eventfd(nonBlocking: true)
+            channel = ControlChannel(region: region, side: .core,
+                                     incomingDoorbell: try FileDescriptor.eventfd(nonBlocking: true),
+                                     outgoingDoorbell: try FileDescriptor.eventfd(nonBlocking: true))
+        } catch {
+            throw CoreError(.system, underlying: SystemError(call: "set up the control channel of \(spec.id): \(error)", errno: Errno(rawValue: 0)))
+        }
+    }
+
+    /// Starts the domain and the thread that watches it.
+    func start() {
+        thread = DedicatedThread.start(name: "sup-\(spec.id)") { [self] in self.superviseLoop() }
+        if thread == nil { logger.error("cannot start the supervisor thread", metadata: ["domain.id": "\(spec.id)"]) }
+    }
+
+    /// Shuts the domain down and waits for the supervisor thread.
+    func stop() {
+        state.withLock { $0.stopping = true }
+        signal(wakeup)
+        thread?.join()
+    }
+
+    public var report: Report {
+        state.withLock { s in
+            Report(id: spec.id, restarts: s.restartTimes.count, failed: s.failed, exitReasons: s.exitReasons,
+                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal)
+        }
+    }
+
+    // MARK: VirtioTransportBackend (called on vCPU threads)
+
+    public func activate(_ activation: VirtioActivation) {
+        state.withLock { $0.activation = activation }
+        signal(wakeup) // the supervisor thread sends Attach
+    }
+
+    public func reset() {
+        state.withLock { s in
+            s.activation = nil
+            s.attachedGeneration = nil
+        }
+        send(.reset)
+    }
+
+    public func interruptStatus() -> UInt32 { region.interruptStatus }
+
+    public func acknowledgeInterrupt(_ bits: UInt32) { region.acknowledgeInterrupt(bits) }
+
+    // MARK: the supervisor thread
+
+    private func superviseLoop() {
+        // Spawned from this long-lived thread: PR_SET_PDEATHSIG follows the spawning thread.
+        while true {
+            if state.withLock({ $0.stopping || $0.failed }) { return }
+            var process: SpawnedDomain
+            do {
+                process = try spawn()
+            } catch {
+                recordExit(.handshakeFailed("\(error)"))
+                if !backOff() { return }
+                continue
+            }
+            let reason = watch(process)
+            _ = consume process
+            if state.withLock({ $0.stopping }) { return }
+            recordExit(reason)
+            if !backOff() { return }
+        }
+    }
+
+    private func spawn() throws(SandboxError) -> SpawnedDomain {
+        let generation = state.withLock { s -> UInt64 in
+            s.helloReceived = false
+            s.attachedGeneration = nil
+            return s.generation
+        }
+        channel.resetRings(generation: generation)
+        // At 3, 4, ...: DomainFileDescriptors. Number 9 is unused; it gets the disk fd again.
+        var fds: [Int32] = [region.file.rawValue, guestMemoryFD, channel.outgoingDoorbell.rawValue,
+                            channel.incomingDoorbell.rawValue, irqfd.rawValue, backend.rawValue, backend.rawValue]
+        for kick in kicks { fds.append(kick.rawValue) }
+        let process = try DomainProcess.spawn(executable: spec.executable, arguments: [spec.kind, spec.id], fds: fds)
+        logger.debug("domain started", metadata: ["domain.id": "\(spec.id)", "domain.pid": "\(process.pid)",
+                                                  "domain.generation": "\(generation)"])
+        return process
+    }
+
+    /// Serves one domain process until it ends (or is killed for a protocol fault).
+    private func watch(_ process: borrowing SpawnedDomain) -> ExitReason {
+        var faultReason: ExitReason?
+        while true {
+            var fds = [
+                pollfd(fd: process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = poll(&fds, nfds_t(fds.count), 100)
+            drain(channel.incomingDoorbell)
+            drain(wakeup)
+
+            if state.withLock({ $0.stopping }) {
+                send(.shutdown)
+                var ended = false
+                for _ in 0..<50 where !ended {
+                    if (try? process.poll()) ?? nil != nil { ended = true } else { usleep(2000) }
+                }
+                if !ended {
+                    try? process.kill()
+                    _ = try? process.wait()
+                }
+                return .terminated(.exited(status: 0))
+            }
+
+            if fds[0].revents != 0 {
+                let died = monotonicMilliseconds()
+                let termination: DomainTermination
+                do { termination = try process.wait() } catch { return .protocolFault("cannot reap: \(error)") }
+                state.withLock { $0.diedAt = died }
+                return faultReason ?? .terminated(termination)
+            }
+
+            // Messages from the domain. A malformed frame is the domain's fault: kill it.
+            do {
+                while let message = try channel.tryReceive() {
+                    if let fault = handle(message) {
+                        faultReason = fault
+                        try? process.kill()
+                        break
+                    }
+                }
+            } catch {
+                faultReason = .protocolFault("\(error)")
+                try? process.kill()
+            }
+            if faultReason == nil { attachIfReady() }
+        }
+    }
+
+    /// Handles one message; returns a reason when the message is a protocol fault.
+    private func handle(_ message: ControlMessage) -> ExitReason? {
+        switch message {
+        case .hello(let hello):
+            guard hello.protocolVersion == ControlProtocol.version else {
+                return .protocolFault("domain speaks protocol version \(hello.protocolVersion); the core speaks \(ControlProtocol.version)")
+            }
+            guard hello.kind == spec.kind, hello.id == spec.id else {
+                return .protocolFault("domain introduced itself as \(hello.kind) \(hello.id), expected \(spec.kind) \(spec.id)")
+            }
+            state.withLock { $0.helloReceived = true }
+        case .attached(let attached):
+            if attached.replayed > 0 {
+                logger.debug("domain replayed in-flight requests", metadata: ["domain.id": "\(spec.id)", "replayed": "\(attached.replayed)"])
+            }
+        case .stats(let stats):
+            let now = monotonicMilliseconds()
+            state.withLock { s in
+                if stats.requests > 0, let died = s.diedAt {
+                    s.recoveryMilliseconds.append(now - died)
+                    s.diedAt = nil
+                }
+                s.requestsThisGeneration = stats.requests
+                s.requestsTotal = s.requestsBeforeThisGeneration + stats.requests
+                if stats.requests > 0 { s.consecutiveFailures = 0 }
+            }
+        case .faultReport(let report):
+            logger.warning("domain reported a fault", metadata: ["domain.id": "\(spec.id)", "fault.kind": "\(report.kind)",
+                                                                 "fault.detail": "\(report.detail)"])
+        case .log(let log):
+            logger.log(level: Logger.Level(log.level), "\(log.message)", metadata: ["domain.id": "\(spec.id)"])
+        case .pong, .resetDone:
+            break
+        case .attach, .reset, .shutdown, .ping, .registerRead, .registerWrite, .injectFault, .registerReadReply:
+            return .protocolFault("domain sent a message only the core may send")
+        }
+        return nil
+    }
+
+    private func attachIfReady() {
+        let attach: ControlMessage? = state.withLock { s in
+            guard s.helloReceived, s.attachedGeneration != s.generation, let activation = s.activation else { return nil }
+            s.attachedGeneration = s.generation
+            let queues = activation.queues.enumerated().map { index, queue in
+                ControlMessage.QueueConfig(index: UInt32(index), size: UInt32(queue.size), descriptorAddress: queue.descriptorTable,
+                                           availableAddress: queue.driverArea, usedAddress: queue.deviceArea, ready: queue.ready)
+            }
+            return .attach(.init(generation: s.generation, deviceFeatures: activation.driverFeatures, queues: queues,
+                                 guestMemorySize: guestMemorySize, eventIndex: activation.driverFeatures & (1 << 29) != 0,
+                                 readOnly: spec.readOnly, capacitySectors: spec.capacitySectors, config: spec.config))
+        }
+        if let attach { send(attach) }
+    }
+
+    private func recordExit(_ reason: ExitReason) {
+        logger.notice("domain ended; restarting", metadata: ["domain.id": "\(spec.id)", "reason": "\(reason)"])
+        state.withLock { s in
+            s.exitReasons.append(reason.description)
+            s.requestsBeforeThisGeneration = s.requestsTotal
+            s.requestsThisGeneration = 0
+            s.consecutiveFailures += 1
+            s.generation += 1
+        }
+    }
+
+    /// Applies the restart policy: waits the backoff and returns true to restart, or marks the
+    /// device failed and returns false when the budget is spent.
+    private func backOff() -> Bool {
+        let now = monotonicMilliseconds()
+        let delay: Double? = state.withLock { s in
+            let windowStart = now - spec.policy.windowSeconds * 1000
+            s.restartTimes.append(now)
+            let recent = s.restartTimes.filter { $0 >= windowStart }.count
+            if recent > spec.policy.budget {
+                s.failed = true
+                return nil
+            }
+            // The first failure after progress restarts at once; repeated ones back off.
+            guard s.consecutiveFailures > 1 else { return 0 }
+            let exponent = Double(min(s.consecutiveFailures - 2, 16))
+            return min(spec.policy.initialBackoffMilliseconds * pow2(exponent), spec.policy.maximumBackoffMilliseconds)
+        }
+        guard let delay else {
+            logger.error("domain exceeded its restart budget; the device has failed",
+                         metadata: ["domain.id": "\(spec.id)", "budget": "\(spec.policy.budget)",
+                                    "window.seconds": "\(spec.policy.windowSeconds)"])
+            onFailure()
+            return false
+        }
+        if delay > 0 { usleep(useconds_t(delay * 1000)) }
+        return true
+    }
+
+    private func send(_ message: ControlMessage) {
+        sendLock.withLock { _ in
+            do { try channel.send(message) } catch {
+                logger.debug("cannot send to domain", metadata: ["domain.id": "\(spec.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func signal(_ fd: borrowing FileDescriptor) {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(fd.rawValue, $0.baseAddress, 8) }
+    }
+
+    private func drain(_ fd: borrowing FileDescriptor) {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { read(fd.rawValue, $0.baseAddress, 8) }
+    }
+}
+
+func monotonicMilliseconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) * 1000 + Double(now.tv_nsec) / 1_000_000
+}
+
+private func pow2(_ exponent: Double) -> Double {
+    var result = 1.0
+    for _ in 0..<Int(exponent) { result *= 2 }
+    return result
+}
+
+extension Logger.Level {
+    init(_ level: ControlMessage.Log.Level) {
+        switch level {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        case .critical: self = .critical
+        }
+    }
+}
+
+extension DomainSupervisor.Report {
+    /// One line: `domain blk0 restarts=3 failed=no requests=1200 recovery_ms_median=1.20
+    /// recovery_ms_p99=2.31 reasons="killed by SIGKILL" x3`.
+    public var summary: String {
+        var line = "domain \(id) restarts=\(restarts) failed=\(failed ? "yes" : "no") requests=\(requests)"
+        let sorted = recoveryMilliseconds.sorted()
+        if !sorted.isEmpty {
+            let median = sorted[sorted.count / 2]
+            let p99 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]
+            line += " recoveries=\(sorted.count) recovery_ms_median=\(format(median)) recovery_ms_p99=\(format(p99))"
+        }
+        var counts: [(String, Int)] = []
+        for reason in exitReasons {
+            if let i = counts.firstIndex(where: { $0.0 == reason }) { counts[i].1 += 1 } else { counts.append((reason, 1)) }
+        }
+        if !counts.isEmpty {
+            line += " reasons=" + counts.map { "\"\($0.0)\" x\($0.1)" }.joined(separator: ",")
+        }
+        return line
+    }
+
+    private func format(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}
