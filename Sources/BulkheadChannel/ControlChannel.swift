@@ -33,10 +33,10 @@ public final class ControlChannel: @unchecked Sendable {
     public let spinNanoseconds: UInt64
 
     private let outgoing: ByteRing
-    private let incoming: ByteRing
+    let incoming: ByteRing
     /// Private copies of this side's own indices (the shared ones are only published).
     private var head: UInt64
-    private var tail: UInt64
+    var tail: UInt64
     /// Scratch for encoding (sender) and for the copied-out payload (receiver).
     private let sendBuffer: UnsafeMutableRawBufferPointer
     private let receiveBuffer: UnsafeMutableRawBufferPointer
@@ -66,7 +66,8 @@ public final class ControlChannel: @unchecked Sendable {
             consumerIndex: base + L.domainToCoreConsumerOffset, receiverSleeping: base + L.domainToCoreSleepingOffset,
             name: "domain→core ring")
         (outgoing, incoming) = side == .core ? (coreToDomain, domainToCore) : (domainToCore, coreToDomain)
-        // Resume from the published indices (0 after a reset).
+        // Resume from the published indices (0 after a reset). SAFETY: aligned u64s in the
+        // header page; only this side ever writes them.
         head = bh_atomic_load_acquire_u64(outgoing.producerIndex)
         tail = bh_atomic_load_acquire_u64(incoming.consumerIndex)
         sendBuffer = .allocate(byteCount: L.maxFrameSize, alignment: 16)

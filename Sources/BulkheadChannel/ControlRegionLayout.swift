@@ -1,3 +1,5 @@
+import BulkheadProtocol
+
 /// Where everything lives in a control region. All offsets are bytes from the start of the
 /// region; all integers are little-endian (host order: the core and its domains share a host).
 ///
@@ -37,8 +39,8 @@ public enum ControlRegionLayout {
 
     public static let headerSize = 4096
     public static let ringCapacity = 64 * 1024
-    /// Largest payload in one frame (the encoded message).
-    public static let maxFrameSize = 16 * 1024
+    /// Largest payload in one frame: the largest encoded message.
+    public static let maxFrameSize = ControlProtocol.maxMessageSize
     /// Frames are padded to this many bytes.
     public static let frameAlignment = 8
 

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import BulkheadProtocol
+import BulkheadProtocol
 
 /// One value of every message, with non-default fields everywhere.
 let everyMessage: [ControlMessage] = [

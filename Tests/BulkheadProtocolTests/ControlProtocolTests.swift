@@ -1,6 +1,6 @@
 import Testing
 
-@testable import BulkheadProtocol
+import BulkheadProtocol
 
 @Suite struct ControlProtocolTests {
     @Test func matchingVersionPasses() throws {

@@ -14,12 +14,14 @@ private func expectMalformed(_ queue: SplitVirtqueue, head: UInt16, sourceLocati
     }
 }
 
-private func expectCode(_ code: VirtioError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws(VirtioError) -> Void) {
+func expectCode(_ code: VirtioError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
     do {
         try body()
         Issue.record("expected \(code)", sourceLocation: sourceLocation)
-    } catch {
+    } catch let error as VirtioError {
         #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected a VirtioError, got \(error)", sourceLocation: sourceLocation)
     }
 }
 

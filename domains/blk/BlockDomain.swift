@@ -238,11 +238,13 @@ final class BlockServer {
     }
 
     func wait(milliseconds: Int32) {
+        guard channel.prepareToSleep() else { return } // a control message is waiting
         var fds = [
             pollfd(fd: kick, events: Int16(POLLIN), revents: 0),
             pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0),
         ]
         _ = poll(&fds, nfds_t(fds.count), milliseconds)
+        channel.finishSleeping()
     }
 
     func drainKick() {

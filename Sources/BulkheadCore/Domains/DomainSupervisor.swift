@@ -183,7 +183,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                             channel.incomingDoorbell.rawValue, irqfd.rawValue, backend.rawValue, backend.rawValue]
         for kick in kicks { fds.append(kick.rawValue) }
         let process = try DomainProcess.spawn(executable: spec.executable, arguments: [spec.kind, spec.id], fds: fds)
-        logger.debug("domain started", metadata: ["domain.id": "\(spec.id)", "domain.pid": "\(process.pid)",
+        logger.debug("domain started", metadata: ["t.ms": "\(monotonicMilliseconds())", "domain.id": "\(spec.id)", "domain.pid": "\(process.pid)",
                                                   "domain.generation": "\(generation)"])
         return process
     }
@@ -197,8 +197,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
             ]
-            _ = poll(&fds, nfds_t(fds.count), 100)
-            drain(channel.incomingDoorbell)
+            if channel.prepareToSleep() {
+                _ = poll(&fds, nfds_t(fds.count), 100)
+                channel.finishSleeping()
+            }
             drain(wakeup)
 
             if state.withLock({ $0.stopping }) {
@@ -250,7 +252,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 return .protocolFault("domain introduced itself as \(hello.kind) \(hello.id), expected \(spec.kind) \(spec.id)")
             }
             state.withLock { $0.helloReceived = true }
+            logger.trace("hello", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
         case .attached(let attached):
+            logger.trace("attached", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
             if attached.replayed > 0 {
                 logger.debug("domain replayed in-flight requests", metadata: ["domain.id": "\(spec.id)", "replayed": "\(attached.replayed)"])
             }
@@ -259,6 +263,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             state.withLock { s in
                 if stats.requests > 0, let died = s.diedAt {
                     s.recoveryMilliseconds.append(now - died)
+                    logger.trace("recovered", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(now)", "died.ms": "\(died)"])
                     s.diedAt = nil
                 }
                 s.requestsThisGeneration = stats.requests
