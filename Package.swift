@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"]),
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
         // in-flight recovery) and the virtio-blk request engine. No Foundation.
-        .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem"]),
+        .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
         // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
         .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
         // Entering a domain's sandbox: namespaces, empty root, uid, capabilities, rlimits, seccomp.
@@ -41,7 +41,7 @@ let package = Package(
         // Every driver domain: `bulkhead-domain <kind> <id>`; one folder per kind under domains/.
         .executableTarget(
             name: "bulkhead-domain",
-            dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox"],
+            dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox", "CBulkheadLinux"],
             path: "domains", exclude: ["README.md", "blk/README.md"]
         ),
         // Boot protocols: ELF/PVH loader, hvm_start_info, memory map, ACPI tables. Pure logic.

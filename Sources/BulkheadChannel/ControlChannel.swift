@@ -36,7 +36,7 @@ public final class ControlChannel: @unchecked Sendable {
     let incoming: ByteRing
     /// Private copies of this side's own indices (the shared ones are only published).
     private var head: UInt64
-    var tail: UInt64
+    private(set) var tail: UInt64
     /// Scratch for encoding (sender) and for the copied-out payload (receiver).
     private let sendBuffer: UnsafeMutableRawBufferPointer
     private let receiveBuffer: UnsafeMutableRawBufferPointer
@@ -180,49 +180,24 @@ public final class ControlChannel: @unchecked Sendable {
         }
         // Sleep.
         while true {
-            // SAFETY: aligned u32 in the header page.
-            bh_atomic_store_seq_cst_u32(incoming.receiverSleeping, 1)
-            bh_atomic_fence_seq_cst()
-            if incoming.hasData(tail: tail) {
-                bh_atomic_store_release_u32(incoming.receiverSleeping, 0)
-                return true
-            }
+            guard prepareToSleep() else { return true }
             var pollTimeout: Int32 = -1
             if let deadline {
                 let now = Self.monotonicNanoseconds()
                 if now >= deadline {
-                    bh_atomic_store_release_u32(incoming.receiverSleeping, 0)
-                    return false
+                    finishSleeping()
+                    return incoming.hasData(tail: tail)
                 }
                 pollTimeout = Int32(clamping: (deadline - now + 999_999) / 1_000_000)
             }
-            try sleepOnDoorbell(timeoutMilliseconds: pollTimeout)
-            bh_atomic_store_release_u32(incoming.receiverSleeping, 0)
+            do throws(ChannelError) {
+                try sleepOnDoorbell(timeoutMilliseconds: pollTimeout)
+            } catch {
+                finishSleeping()
+                throw error
+            }
+            finishSleeping()
             if incoming.hasData(tail: tail) { return true }
-        }
-    }
-
-    private func sleepOnDoorbell(timeoutMilliseconds: Int32) throws(ChannelError) {
-        var descriptor = pollfd(fd: incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0)
-        let ready: Int
-        do throws(SystemError) {
-            ready = try systemCall("poll(doorbell fd \(incomingDoorbell.rawValue))") {
-                Int(poll(&descriptor, 1, timeoutMilliseconds))
-            }
-        } catch {
-            throw ChannelError(.system, "waiting on the doorbell of \(incoming.name)", underlying: error)
-        }
-        guard ready > 0, descriptor.revents & Int16(POLLIN) != 0 else { return }
-        // Drain the counter; a non-blocking doorbell that another reader emptied is fine.
-        var counter: UInt64 = 0
-        do throws(SystemError) {
-            // SAFETY: 8 bytes into a local.
-            _ = try withUnsafeMutableBytes(of: &counter) { (bytes) throws(SystemError) in
-                try incomingDoorbell.read(into: bytes)
-            }
-        } catch where error.errno == .again {
-        } catch {
-            throw ChannelError(.system, "draining the doorbell of \(incoming.name)", underlying: error)
         }
     }
 

@@ -12,6 +12,7 @@
 /// | 6 | doorbell domain → core (eventfd) | domain writes |
 /// | 7 | irqfd: the device's interrupt into the guest (eventfd registered with KVM) | domain writes |
 /// | 8 | backend: the disk image file, or the tap device | domain reads/writes |
+/// | 9 | warm standby's activation eventfd (standbys only) | domain waits |
 /// | 10 + q | ioeventfd of virtqueue q: the guest's QueueNotify kick | domain waits |
 public enum DomainFileDescriptors {
     /// The control region memfd.
@@ -26,6 +27,9 @@ public enum DomainFileDescriptors {
     public static let irqfd: Int32 = 7
     /// The backend: disk image file or tap device.
     public static let backend: Int32 = 8
+    /// A warm standby's activation eventfd: it waits here, sandboxed, until the core lets it
+    /// take over from a domain that died.
+    public static let standbyActivation: Int32 = 9
     /// The first queue's ioeventfd; queue q is at `firstQueueNotify + q`.
     public static let firstQueueNotify: Int32 = 10
 

@@ -21,7 +21,9 @@ public enum Sandbox {
     ///    uid still 0). The kernel clears the capability sets with the uid change; they are
     ///    cleared again explicitly, with the ambient set.
     /// 6. **After the uid change**: `RLIMIT_NPROC` (counted per uid), the parent-death signal
-    ///    again (a credential change clears it), `PR_SET_DUMPABLE` 0, `PR_SET_NO_NEW_PRIVS`.
+    ///    again (a credential change clears it; a core dying in the microseconds between the two
+    ///    leaves the domain running until its control channel goes quiet), `PR_SET_DUMPABLE` 0,
+    ///    `PR_SET_NO_NEW_PRIVS`.
     /// 7. **Seccomp** last: every step above needs calls the allowlist forbids. From here on a
     ///    call outside the list kills the process with `SIGSYS`.
     public static func enter(_ configuration: SandboxConfiguration) throws(SandboxError) {

@@ -166,6 +166,24 @@ import Glibc
         #expect(bh_atomic_load_acquire_u32(sleeping) == 0, "the sender clears the flag it acted on")
     }
 
+    /// The multi-fd sleep of a domain (kicks + doorbell): prepare, poll, finish.
+    @Test func prepareToSleepAndFinishSleeping() throws {
+        let pair = try ChannelPair()
+        let sleeping = headerField(pair.domain.region, ControlRegionLayout.coreToDomainSleepingOffset)
+        #expect(pair.domain.prepareToSleep())
+        #expect(bh_atomic_load_acquire_u32(sleeping) == 1)
+        try pair.core.send(.ping(.init(sequence: 1, sentNanoseconds: 0)))
+        var descriptor = pollfd(fd: pair.domain.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&descriptor, 1, 1000) == 1, "the doorbell was rung")
+        pair.domain.finishSleeping()
+        #expect(bh_atomic_load_acquire_u32(sleeping) == 0)
+        #expect(poll(&descriptor, 1, 0) == 0, "the doorbell was drained")
+        // A message is waiting: don't sleep.
+        #expect(!pair.domain.prepareToSleep())
+        #expect(bh_atomic_load_acquire_u32(sleeping) == 0)
+        #expect(try pair.domain.tryReceive() == .ping(.init(sequence: 1, sentNanoseconds: 0)))
+    }
+
     @Test func sleepingReceiverIsWokenByTheDoorbell() throws {
         let pair = try ChannelPair(spinNanoseconds: 0)
         let domain = pair.domain

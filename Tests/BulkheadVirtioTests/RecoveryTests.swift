@@ -133,7 +133,8 @@ struct RecoveryTests {
 
         func execute(_ chain: DescriptorChain) -> UInt64 {
             let token = chain.readable[0].bytes.loadUnaligned(as: UInt64.self)
-            #expect(!completed.contains(token), "token \(token) executed after the driver saw it complete")
+            let alreadyCompleted = completed.contains(token)
+            #expect(!alreadyCompleted, "token \(token) executed after the driver saw it complete")
             #expect(outstanding[chain.head] == token, "head \(chain.head) does not carry token \(token)")
             return token
         }

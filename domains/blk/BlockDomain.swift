@@ -3,6 +3,7 @@ import BulkheadProtocol
 import BulkheadSandbox
 import BulkheadSystem
 import BulkheadVirtio
+import CBulkheadLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,10 +42,22 @@ enum BlockDomain {
         } catch {
             return fatal("\(id): cannot map the control region or guest memory: \(error)")
         }
+        let standby = arguments.contains("--standby")
+        // The name `ps -o comm` and /proc/<pid>/comm show: which of a device's processes
+        // serves it (`blk0`) and which waits (`blk0-standby`).
+        _ = (standby ? "\(id)-standby" : id).withCString { bh_set_thread_name($0) }
         do {
             try Sandbox.enter(SandboxConfiguration(hostname: id, seccomp: .block))
         } catch {
             return fatal("\(id): cannot enter the sandbox: \(error)")
+        }
+        if standby {
+            // A warm standby: started and sandboxed ahead of need, it waits for the core to
+            // activate it (fd 9) when the serving domain dies. It has not touched the control
+            // region yet: the core resets the rings before activating it.
+            var activation = pollfd(fd: DomainFileDescriptors.standbyActivation, events: Int16(POLLIN), revents: 0)
+            while poll(&activation, 1, -1) < 0 && errno == EINTR {}
+            _ = id.withCString { bh_set_thread_name($0) }
         }
         let channel = ControlChannel.domain(region: region)
         let server = BlockServer(id: id, region: region, channel: channel, guestBase: guestMapping.base, guestSize: UInt64(guestSize))
@@ -169,7 +182,11 @@ final class BlockServer {
         reportedFirstCompletion = false
         region.publish(.running)
         send(.attached(.init(replayed: UInt32(heads.count))))
-        if !heads.isEmpty { notifyGuest() }
+        // Always interrupt once: a predecessor may have published used entries and died before
+        // raising the irqfd (recover() then adopts them and replays nothing).
+        region.raiseInterrupt(1)
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(irqfd, $0.baseAddress, 8) }
     }
 
     /// Pops and executes up to a batch of requests; true if any was done.

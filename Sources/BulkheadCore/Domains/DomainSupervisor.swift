@@ -153,49 +153,84 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
 
     private func superviseLoop() {
         // Spawned from this long-lived thread: PR_SET_PDEATHSIG follows the spawning thread.
+        var standby: DomainHandle?
         while true {
-            if state.withLock({ $0.stopping || $0.failed }) { return }
-            var process: SpawnedDomain
-            do {
-                process = try spawn()
-            } catch {
-                recordExit(.handshakeFailed("\(error)"))
-                if !backOff() { return }
-                continue
+            if state.withLock({ $0.stopping || $0.failed }) { break }
+            let active: DomainHandle
+            let generation = beginGeneration()
+            if let warm = standby {
+                // A warm standby has already started and entered its sandbox: let it take over.
+                standby = nil
+                warm.activate()
+                active = warm
+                logger.debug("standby domain activated", metadata: ["domain.id": "\(spec.id)", "domain.pid": "\(warm.pid)",
+                                                                    "domain.generation": "\(generation)"])
+            } else {
+                do {
+                    active = try spawn(standby: false)
+                } catch {
+                    recordExit(.handshakeFailed("\(error)"))
+                    if !backOff() { break }
+                    continue
+                }
             }
-            let reason = watch(process)
-            _ = consume process
-            if state.withLock({ $0.stopping }) { return }
+            let reason = watch(active, standby: &standby)
+            if state.withLock({ $0.stopping }) { break }
             recordExit(reason)
-            if !backOff() { return }
+            if !backOff() { break }
+        }
+        if let standby {
+            try? standby.process.kill()
+            _ = try? standby.process.wait()
         }
     }
 
-    private func spawn() throws(SandboxError) -> SpawnedDomain {
+    /// Empties the rings for the next domain generation.
+    private func beginGeneration() -> UInt64 {
         let generation = state.withLock { s -> UInt64 in
             s.helloReceived = false
             s.attachedGeneration = nil
             return s.generation
         }
         channel.resetRings(generation: generation)
-        // At 3, 4, ...: DomainFileDescriptors. Number 9 is unused; it gets the disk fd again.
-        var fds: [Int32] = [region.file.rawValue, guestMemoryFD, channel.outgoingDoorbell.rawValue,
-                            channel.incomingDoorbell.rawValue, irqfd.rawValue, backend.rawValue, backend.rawValue]
-        for kick in kicks { fds.append(kick.rawValue) }
-        let process = try DomainProcess.spawn(executable: spec.executable, arguments: [spec.kind, spec.id], fds: fds)
-        logger.debug("domain started", metadata: ["t.ms": "\(monotonicMilliseconds())", "domain.id": "\(spec.id)", "domain.pid": "\(process.pid)",
-                                                  "domain.generation": "\(generation)"])
-        return process
+        return generation
     }
 
-    /// Serves one domain process until it ends (or is killed for a protocol fault).
-    private func watch(_ process: borrowing SpawnedDomain) -> ExitReason {
+    /// Starts a domain process. A standby enters its sandbox and then waits on its activation
+    /// eventfd (fd 9) before it touches the control region.
+    private func spawn(standby: Bool) throws(SandboxError) -> DomainHandle {
+        let activation: SharedFileDescriptor?
+        if standby {
+            do { activation = SharedFileDescriptor(try FileDescriptor.eventfd(nonBlocking: true)) } catch {
+                throw SandboxError(.spawn, "activation eventfd for \(spec.id)", underlyingError: error)
+            }
+        } else {
+            activation = nil
+        }
+        // At 3, 4, ...: DomainFileDescriptors. Number 9 is the standby's activation eventfd
+        // (the disk fd again when there is none).
+        var fds: [Int32] = [region.file.rawValue, guestMemoryFD, channel.outgoingDoorbell.rawValue,
+                            channel.incomingDoorbell.rawValue, irqfd.rawValue, backend.rawValue,
+                            activation?.rawValue ?? backend.rawValue]
+        for kick in kicks { fds.append(kick.rawValue) }
+        let arguments = [spec.kind, spec.id] + (standby ? ["--standby"] : [])
+        let process = try DomainProcess.spawn(executable: spec.executable, arguments: arguments, fds: fds)
+        logger.debug("domain started", metadata: ["t.ms": "\(monotonicMilliseconds())", "domain.id": "\(spec.id)",
+                                                  "domain.pid": "\(process.pid)", "standby": "\(standby)"])
+        return DomainHandle(process: process, activation: activation)
+    }
+
+    /// Serves one domain process until it ends (or is killed for a protocol fault). Keeps a
+    /// warm standby ready once the active domain has attached.
+    private func watch(_ active: DomainHandle, standby: inout DomainHandle?) -> ExitReason {
         var faultReason: ExitReason?
+        var lastStandbySpawn = -1e9
         while true {
             var fds = [
-                pollfd(fd: process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: active.process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: standby?.process.pidfd.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
             ]
             if channel.prepareToSleep() {
                 _ = poll(&fds, nfds_t(fds.count), 100)
@@ -207,11 +242,11 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 send(.shutdown)
                 var ended = false
                 for _ in 0..<50 where !ended {
-                    if (try? process.poll()) ?? nil != nil { ended = true } else { usleep(2000) }
+                    if (try? active.process.poll()) ?? nil != nil { ended = true } else { usleep(2000) }
                 }
                 if !ended {
-                    try? process.kill()
-                    _ = try? process.wait()
+                    try? active.process.kill()
+                    _ = try? active.process.wait()
                 }
                 return .terminated(.exited(status: 0))
             }
@@ -219,9 +254,15 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             if fds[0].revents != 0 {
                 let died = monotonicMilliseconds()
                 let termination: DomainTermination
-                do { termination = try process.wait() } catch { return .protocolFault("cannot reap: \(error)") }
+                do { termination = try active.process.wait() } catch { return .protocolFault("cannot reap: \(error)") }
                 state.withLock { $0.diedAt = died }
                 return faultReason ?? .terminated(termination)
+            }
+
+            if fds[3].revents != 0, let dead = standby {
+                let how = (try? dead.process.wait()).map { "\($0)" } ?? "unknown"
+                logger.notice("standby domain ended", metadata: ["domain.id": "\(spec.id)", "reason": "\(how)"])
+                standby = nil
             }
 
             // Messages from the domain. A malformed frame is the domain's fault: kill it.
@@ -229,15 +270,25 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 while let message = try channel.tryReceive() {
                     if let fault = handle(message) {
                         faultReason = fault
-                        try? process.kill()
+                        try? active.process.kill()
                         break
                     }
                 }
             } catch {
                 faultReason = .protocolFault("\(error)")
-                try? process.kill()
+                try? active.process.kill()
             }
             if faultReason == nil { attachIfReady() }
+
+            // Once the active domain serves (attached, and its first request completed after a
+            // restart), prepare its successor; at most once a second, so that a standby that
+            // cannot start does not spin.
+            let now = monotonicMilliseconds()
+            if standby == nil, faultReason == nil, now - lastStandbySpawn > 1000,
+               state.withLock({ $0.attachedGeneration == $0.generation && $0.diedAt == nil }) {
+                lastStandbySpawn = now
+                standby = try? spawn(standby: true)
+            }
         }
     }
 
@@ -407,5 +458,24 @@ extension DomainSupervisor.Report {
         let hundredths = Int((value * 100).rounded())
         let fraction = hundredths % 100
         return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}
+
+/// A domain process and, for a standby, the eventfd that activates it.
+final class DomainHandle: @unchecked Sendable {
+    let process: SpawnedDomain
+    let activation: SharedFileDescriptor?
+    var pid: Int32 { process.pid }
+
+    init(process: consuming SpawnedDomain, activation: SharedFileDescriptor?) {
+        self.process = process
+        self.activation = activation
+    }
+
+    /// Lets a standby proceed (it waits on this eventfd before touching the control region).
+    func activate() {
+        guard let activation else { return }
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(activation.rawValue, $0.baseAddress, 8) }
     }
 }

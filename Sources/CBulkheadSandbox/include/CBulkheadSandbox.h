@@ -115,10 +115,6 @@ static const int BH_SANDBOX_RLIMIT_DATA = RLIMIT_DATA;
 static const int BH_SANDBOX_RLIMIT_FSIZE = RLIMIT_FSIZE;
 static const int BH_SANDBOX_RLIMIT_MEMLOCK = RLIMIT_MEMLOCK;
 
-static inline int bh_sandbox_prctl(int option, unsigned long a2) {
-    return prctl(option, a2, 0UL, 0UL, 0UL);
-}
-
 // MARK: libseccomp constants (function-like or unsigned macros)
 
 static const uint32_t BH_SCMP_ACT_KILL_PROCESS = SCMP_ACT_KILL_PROCESS;
