@@ -2,6 +2,7 @@ import BulkheadChannel
 import BulkheadProtocol
 import BulkheadSandbox
 import BulkheadSystem
+import BulkheadVirtio
 import CBulkheadLinux
 import Logging
 import Synchronization
@@ -54,6 +55,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         /// Milliseconds from a domain's death to the first request its successor completed.
         public var recoveryMilliseconds: [Double]
         public var requests: UInt64
+        /// Requests the core answered with an I/O error after the device failed.
+        public var failedRequests: UInt64
     }
 
     let spec: Specification
@@ -63,8 +66,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     let irqfd: SharedFileDescriptor
     let kicks: [SharedFileDescriptor]
     let backend: FileDescriptor
-    let guestMemoryFD: Int32
-    let guestMemorySize: UInt64
+    let guestMemory: GuestMemory
+    var guestMemoryFD: Int32 { guestMemory.file.rawValue }
+    var guestMemorySize: UInt64 { guestMemory.size }
     let onFailure: @Sendable () -> Void
 
     struct State {
@@ -82,6 +86,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var requestsThisGeneration: UInt64 = 0
         var requestsTotal: UInt64 = 0
         var requestsBeforeThisGeneration: UInt64 = 0
+        var failedRequests: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -96,8 +101,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         self.backend = backend
         self.irqfd = irqfd
         self.kicks = kicks
-        self.guestMemoryFD = guestMemory.file.rawValue
-        self.guestMemorySize = guestMemory.size
+        self.guestMemory = guestMemory
         self.onFailure = onFailure
         do {
             region = try ControlRegion.create(name: "bulkhead-\(spec.id)-control")
@@ -126,7 +130,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     public var report: Report {
         state.withLock { s in
             Report(id: spec.id, restarts: s.restartTimes.count, failed: s.failed, exitReasons: s.exitReasons,
-                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal)
+                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal, failedRequests: s.failedRequests)
         }
     }
 
@@ -183,6 +187,65 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             try? standby.process.kill()
             _ = try? standby.process.wait()
         }
+        if state.withLock({ $0.failed && !$0.stopping }) { serveFailed() }
+    }
+
+    /// The device is past its restart budget: the core answers every request, those the last
+    /// domain left in flight included, with VIRTIO_BLK_S_IOERR, so that the guest sees I/O
+    /// errors and keeps running.
+    private func serveFailed() {
+        var queue: SplitVirtqueue?
+        while !state.withLock({ $0.stopping }) {
+            if queue == nil, let activation = state.withLock({ $0.activation }), let config = activation.queues.first, config.ready {
+                do {
+                    let memory = try GuestRAM(base: guestMemory.mapping.base, memorySize: guestMemory.size)
+                    let configuration = QueueConfiguration(
+                        size: config.size, descriptorTable: config.descriptorTable, availableRing: config.driverArea,
+                        usedRing: config.deviceArea, features: activation.driverFeatures)
+                    let recovered = try SplitVirtqueue(memory: memory, configuration: configuration,
+                                                       recoveryBlock: region.queueRecovery(0))
+                    for head in try recovered.recover() {
+                        failRequest(recovered, head: head, chain: try? recovered.chain(head: head))
+                    }
+                    queue = recovered
+                } catch {
+                    logger.error("cannot take over the queue of the failed device", metadata: ["domain.id": "\(spec.id)", "error": "\(error)"])
+                    return
+                }
+            }
+            if let queue {
+                while true {
+                    do {
+                        guard let chain = try queue.popAvailable() else { break }
+                        failRequest(queue, head: chain.head, chain: chain)
+                    } catch {
+                        guard let head = error.head else { break }
+                        failRequest(queue, head: head, chain: nil)
+                    }
+                }
+                region.raiseInterrupt(1)
+                var one: UInt64 = 1
+                _ = withUnsafeBytes(of: &one) { write(irqfd.rawValue, $0.baseAddress, 8) }
+            }
+            var fds = [
+                pollfd(fd: kicks.first?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = poll(&fds, nfds_t(fds.count), 100)
+            if let kick = kicks.first { drain(kick.descriptor) }
+            drain(wakeup)
+        }
+    }
+
+    private func failRequest(_ queue: SplitVirtqueue, head: UInt16, chain: DescriptorChain?) {
+        var length: UInt32 = 0
+        if let chain, let status = VirtioBlockRequest.statusByte(of: chain) {
+            // SAFETY: statusByte points at the chain's last device-writable byte, in guest RAM.
+            status.storeBytes(of: 1, as: UInt8.self) // VIRTIO_BLK_S_IOERR
+            length = 1
+        }
+        try? queue.pushUsed(head: head, length: length)
+        state.withLock { $0.failedRequests += 1 }
     }
 
     /// Empties the rings for the next domain generation.
@@ -438,6 +501,7 @@ extension DomainSupervisor.Report {
     /// recovery_ms_p99=2.31 reasons="killed by SIGKILL" x3`.
     public var summary: String {
         var line = "domain \(id) restarts=\(restarts) failed=\(failed ? "yes" : "no") requests=\(requests)"
+        if failed { line += " failed_requests=\(failedRequests)" }
         let sorted = recoveryMilliseconds.sorted()
         if !sorted.isEmpty {
             let median = sorted[sorted.count / 2]
