@@ -1,5 +1,6 @@
 import BulkheadBoot
 import BulkheadKVM
+import BulkheadProtocol
 import BulkheadSystem
 import CBulkheadLinux
 import Logging
@@ -178,6 +179,14 @@ public final class Machine: @unchecked Sendable {
 
     /// What each driver domain went through (restarts, exit reasons, recovery times).
     public var domainReports: [DomainSupervisor.Report] { supervisors.map(\.report) }
+
+    /// Sends a fault-injection request to the domain `id` (`blk0`, ...); false if there is none.
+    @discardableResult
+    public func injectFault(domain id: String, _ fault: ControlMessage.InjectFault) -> Bool {
+        guard let supervisor = supervisors.first(where: { $0.spec.id == id }) else { return false }
+        supervisor.inject(fault)
+        return true
+    }
 
     /// Stops the machine from outside (e.g. SIGINT): every vCPU leaves KVM_RUN.
     public func requestStop(_ exit: MachineExit) { stop.request(exit) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulkheadBoot
 import BulkheadCore
+import BulkheadProtocol
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -38,6 +39,11 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("The window of the restart budget, in seconds.", valueName: "seconds"))
     var restartWindow: Double = 60
 
+    @Option(name: .customLong("inject-fault"), help: ArgumentHelp(
+        "Test hook: at SECONDS after boot, make DOMAIN run a fault: DOMAIN:KIND@SECONDS[:ARG], KIND one of "
+            + "crash, segv, hang, slow, corrupt-message, seccomp, exit. Repeatable.", valueName: "fault", visibility: .hidden))
+    var injectFaults: [String] = []
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
     var logLevel: String = "warning"
 
@@ -73,6 +79,16 @@ struct Run: ParsableCommand {
         configuration.restartPolicy.budget = restartBudget
         configuration.restartPolicy.windowSeconds = restartWindow
         if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
+        var schedule: [FaultSchedule] = []
+        for text in injectFaults {
+            guard let item = FaultSchedule(text) else {
+                fail("--inject-fault \(text): expected DOMAIN:KIND@SECONDS[:ARG] (kinds: crash, segv, hang, slow, corrupt-message, seccomp, exit)")
+            }
+            guard configuration.disks.indices.contains(where: { "blk\($0)" == item.domain }) else {
+                fail("--inject-fault \(text): no domain \(item.domain)")
+            }
+            schedule.append(item)
+        }
 
         let console = Console()
         let machine: Machine
@@ -82,6 +98,7 @@ struct Run: ParsableCommand {
             fail("\(error)")
         }
         console.forwardInput(to: machine)
+        for item in schedule { FaultSchedule.start(item, on: machine) }
         let exit = machine.run()
         console.flush()
         for report in machine.domainReports { printError("bulkhead: " + report.summary) }
@@ -123,5 +140,41 @@ enum TestGuest {
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return CommandLine.arguments[0] }
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// One `--inject-fault DOMAIN:KIND@SECONDS[:ARG]`: a test hook that asks a domain to misbehave.
+struct FaultSchedule: Sendable {
+    let domain: String
+    let fault: ControlMessage.InjectFault
+    let seconds: Double
+
+    static let kinds: [String: ControlMessage.InjectFault.Kind] = [
+        "crash": .crash, "segv": .segv, "hang": .hang, "slow": .slow, "corrupt-message": .corruptMessage,
+        "seccomp": .seccomp, "exit": .exit,
+    ]
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return nil }
+        let target = parts[0].split(separator: ":").map(String.init)
+        let when = parts[1].split(separator: ":").map(String.init)
+        guard target.count == 2, let kind = Self.kinds[target[1]], let seconds = Double(when[0]), seconds >= 0,
+              when.count <= 2 else { return nil }
+        var argument: UInt64 = 0
+        if when.count == 2 {
+            guard let value = UInt64(when[1]) else { return nil }
+            argument = value
+        }
+        domain = target[0]
+        fault = ControlMessage.InjectFault(kind: kind, argument: argument)
+        self.seconds = seconds
+    }
+
+    static func start(_ item: FaultSchedule, on machine: Machine) {
+        _ = DedicatedThread.start(name: "inject") {
+            usleep(useconds_t(item.seconds * 1_000_000))
+            machine.injectFault(domain: item.domain, item.fault)
+        }
     }
 }

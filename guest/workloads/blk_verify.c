@@ -167,7 +167,7 @@ static bool run(void)
 {
     static struct bv st;
     struct bv *v = &st;
-    u64 dev = 0, passes = 1, start_pass = 1, qd = 16, flush = 0, verify_only = 0, bytes = 0;
+    u64 dev = 0, passes = 1, start_pass = 1, qd = 16, flush = 0, verify_only = 0, bytes = 0, seconds = 0;
     v->seed = 1;
     cmdline_get_u64("dev", &dev);
     cmdline_get_u64("passes", &passes);
@@ -176,6 +176,7 @@ static bool run(void)
     cmdline_get_u64("qd", &qd);
     cmdline_get_u64("flush", &flush);
     cmdline_get_u64("verify_only", &verify_only);
+    cmdline_get_u64("seconds", &seconds); /* keep adding passes until this long has passed */
     bool have_bytes = cmdline_get_u64("bytes", &bytes);
     tsc_khz();
 
@@ -223,13 +224,18 @@ static bool run(void)
 
     u64 t0 = rdtsc();
     bool alive = true;
-    for (u64 p = start_pass; alive && p < start_pass + passes; p++) {
+    u64 done_passes = 0;
+    for (u64 p = start_pass; alive; p++) {
+        if (p >= start_pass + passes && (seconds == 0 || tsc_to_us(rdtsc() - t0) >= seconds * 1000000))
+            break;
         if (!verify_only) {
             alive = sweep(v, true, (u32)p);
             if (alive && flush) alive = do_flush(v);
         }
         if (alive) alive = sweep(v, false, (u32)p);
+        done_passes++;
     }
+    passes = done_passes; /* the last pass on disk is start_pass + passes - 1 */
     u64 us = tsc_to_us(rdtsc() - t0);
 
     result_kv("writes=%lu reads=%lu mismatches=%lu io_errors=%lu bytes=%lu seconds=%lu.%03lu",

@@ -87,6 +87,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var requestsTotal: UInt64 = 0
         var requestsBeforeThisGeneration: UInt64 = 0
         var failedRequests: UInt64 = 0
+        /// The driver reset the device: the next Attach describes new queues, whose recovery
+        /// blocks must start empty.
+        var queuesNeedFreshRecovery = false
     }
 
     private let state = Mutex(State())
@@ -127,6 +130,11 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         thread?.join()
     }
 
+    /// Asks the domain to run one of its test hooks (fault injection).
+    public func inject(_ fault: ControlMessage.InjectFault) {
+        send(.injectFault(fault))
+    }
+
     public var report: Report {
         state.withLock { s in
             Report(id: spec.id, restarts: s.restartTimes.count, failed: s.failed, exitReasons: s.exitReasons,
@@ -145,6 +153,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         state.withLock { s in
             s.activation = nil
             s.attachedGeneration = nil
+            s.queuesNeedFreshRecovery = true
         }
         send(.reset)
     }
@@ -401,6 +410,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         let attach: ControlMessage? = state.withLock { s in
             guard s.helloReceived, s.attachedGeneration != s.generation, let activation = s.activation else { return nil }
             s.attachedGeneration = s.generation
+            if s.queuesNeedFreshRecovery {
+                s.queuesNeedFreshRecovery = false
+                for index in 0..<spec.queueCount { region.queueRecovery(index).initializeMemory(as: UInt8.self, repeating: 0) }
+            }
             let queues = activation.queues.enumerated().map { index, queue in
                 ControlMessage.QueueConfig(index: UInt32(index), size: UInt32(queue.size), descriptorAddress: queue.descriptorTable,
                                            availableAddress: queue.driverArea, usedAddress: queue.deviceArea, ready: queue.ready)
