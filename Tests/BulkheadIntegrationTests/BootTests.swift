@@ -90,6 +90,9 @@ struct BadInputTests {
             ("zero vCPUs", ["run", "--kernel", mini, "--vcpus", "0"], [:], "--vcpus 0 is out of range"),
             ("no /dev/kvm", ["run", "--kernel", mini], ["BULKHEAD_KVM_DEVICE": "/nonexistent/kvm"], "cannot use /dev/kvm"),
             ("no kernel and no test guest", ["run"], ["BULKHEAD_GUEST": "/nonexistent/guest.elf"], "cannot read kernel /nonexistent/guest.elf"),
+            ("missing disk", ["run", "--kernel", mini, "--disk", "/nonexistent/disk.img"], [:], "--disk /nonexistent/disk.img: cannot open"),
+            ("bad disk option", ["run", "--kernel", mini, "--disk", "/tmp/x.img,fast"], [:], "unknown option \"fast\""),
+            ("bad fault schedule", ["run", "--kernel", mini, "--inject-fault", "blk0:crash"], [:], "--inject-fault blk0:crash: expected"),
         ]
     }()
 

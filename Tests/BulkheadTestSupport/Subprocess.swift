@@ -9,6 +9,10 @@ public struct ProcessResult: Sendable {
     public let stderr: String
     public let timedOut: Bool
 
+    public init(status: Int32, signaled: Bool, stdout: String, stderr: String, timedOut: Bool) {
+        self.status = status; self.signaled = signaled; self.stdout = stdout; self.stderr = stderr; self.timedOut = timedOut
+    }
+
     /// Lines of stdout starting with `BULKHEAD-RESULT`.
     public var resultLines: [String] {
         stdout.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("BULKHEAD-RESULT ") }

@@ -27,7 +27,7 @@ enum BlockDomain {
     /// How long the domain polls an idle queue before it sleeps (guest kicks cost ~26 µs each
     /// on this PVM host, a wake-up ~50 µs).
     static let idleSpinNanoseconds: UInt64 = 50_000
-    static let statsIntervalNanoseconds: UInt64 = 500_000_000
+    static let statsIntervalNanoseconds: UInt64 = 100_000_000
     static let batchLimit = 64
 
     static func main(id: String, arguments: [String]) -> Int32 {
