@@ -44,13 +44,14 @@ enum BlockDomain {
         }
         let standby = arguments.contains("--standby")
         // The name `ps -o comm` and /proc/<pid>/comm show: which of a device's processes
-        // serves it (`blk0`) and which waits (`blk0-standby`).
-        _ = (standby ? "\(id)-standby" : id).withCString { bh_set_thread_name($0) }
+        // serves it (`blk0`, set once sandboxed) and which waits (`blk0-standby`).
+        _ = (standby ? "\(id)-standby" : "\(id)-starting").withCString { bh_set_thread_name($0) }
         do {
             try Sandbox.enter(SandboxConfiguration(hostname: id, seccomp: .block))
         } catch {
             return fatal("\(id): cannot enter the sandbox: \(error)")
         }
+        if !standby { _ = id.withCString { bh_set_thread_name($0) } }
         if standby {
             // A warm standby: started and sandboxed ahead of need, it waits for the core to
             // activate it (fd 9) when the serving domain dies. It has not touched the control
@@ -93,6 +94,11 @@ final class BlockServer {
     var reportedFirstCompletion = false
     var lastStats: UInt64 = 0
     var slowMicroseconds: UInt32 = 0
+    /// Set when the queue cannot be served (a broken ring, a failed recovery): the domain
+    /// reports the fault and exits, so that the supervisor restarts it (and, past the restart
+    /// budget, fails the device visibly) rather than the guest waiting on a silent device.
+    var brokenQueueStatus: Int32?
+    static let brokenQueueExitStatus: Int32 = 75
 
     init(id: String, region: ControlRegion, channel: ControlChannel, guestBase: UnsafeMutableRawPointer, guestSize: UInt64) {
         self.id = id
@@ -106,6 +112,7 @@ final class BlockServer {
         region.publish(.starting)
         send(.hello(.init(kind: "blk", id: id, pid: getpid())))
         while true {
+            if let status = brokenQueueStatus { return status }
             region.beat()
             if queue != nil {
                 let worked = serveBatch()
@@ -133,6 +140,7 @@ final class BlockServer {
             do { try attachQueue(attach) } catch {
                 send(.faultReport(.init(kind: "attach", detail: "\(error)")))
                 queue = nil
+                brokenQueueStatus = Self.brokenQueueExitStatus
             }
         case .reset:
             queue = nil
@@ -204,6 +212,7 @@ final class BlockServer {
                 default:
                     send(.faultReport(.init(kind: "queue", detail: "\(error)")))
                     self.queue = nil
+                    brokenQueueStatus = Self.brokenQueueExitStatus
                     return done > 0
                 }
             }
@@ -228,6 +237,7 @@ final class BlockServer {
         writtenBytes += chain.readableLength > 16 ? chain.readableLength - 16 : 0
         do { try queue.pushUsed(head: head, length: completion.usedLength) } catch {
             send(.faultReport(.init(kind: "queue", detail: "\(error)")))
+            brokenQueueStatus = Self.brokenQueueExitStatus
         }
     }
 
