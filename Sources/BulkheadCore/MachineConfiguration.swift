@@ -14,6 +14,9 @@ public struct MachineConfiguration: Sendable {
     public var disks: [DiskConfiguration] = []
     /// How the supervisor restarts a domain that died.
     public var restartPolicy = RestartPolicy()
+    /// A domain whose heartbeat stands still this long while work is pending is declared hung,
+    /// killed and restarted (reason `watchdog`).
+    public var watchdogMilliseconds: Double = 1000
     /// The `bulkhead-domain` executable (default: next to the running `bulkhead`).
     public var domainExecutable: String?
 

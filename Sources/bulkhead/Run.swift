@@ -39,6 +39,10 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("The window of the restart budget, in seconds.", valueName: "seconds"))
     var restartWindow: Double = 60
 
+    @Option(name: .customLong("watchdog-ms"), help: ArgumentHelp(
+        "A domain that stops heart-beating this long while work is pending is killed and restarted.", valueName: "ms"))
+    var watchdogMilliseconds: Double = 1000
+
     @Option(name: .customLong("inject-fault"), help: ArgumentHelp(
         "Test hook: at SECONDS after boot, make DOMAIN run a fault: DOMAIN:KIND@SECONDS[:ARG], KIND one of "
             + "crash, segv, hang, slow, corrupt-message, seccomp, exit. Repeatable.", valueName: "fault", visibility: .hidden))
@@ -78,6 +82,8 @@ struct Run: ParsableCommand {
         guard restartWindow > 0 else { fail("--restart-window \(restartWindow) must be positive") }
         configuration.restartPolicy.budget = restartBudget
         configuration.restartPolicy.windowSeconds = restartWindow
+        guard watchdogMilliseconds >= 10 else { fail("--watchdog-ms \(watchdogMilliseconds) is too short: at least 10") }
+        configuration.watchdogMilliseconds = watchdogMilliseconds
         if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
         var schedule: [FaultSchedule] = []
         for text in injectFaults {

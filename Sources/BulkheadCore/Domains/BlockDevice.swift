@@ -87,7 +87,8 @@ extension Machine {
         let spec = DomainSupervisor.Specification(
             kind: "blk", id: id, executable: configuration.domainExecutable ?? defaultDomainExecutable(),
             queueCount: description.queueCount, readOnly: disk.readOnly, capacitySectors: capacity,
-            config: description.config, policy: configuration.restartPolicy)
+            config: description.config, policy: configuration.restartPolicy,
+            watchdogMilliseconds: configuration.watchdogMilliseconds)
         let failed = FailedTransportLatch()
         let supervisor = try DomainSupervisor(spec: spec, guestMemory: memory, backend: file, irqfd: irqfd, kicks: kicks,
                                               logger: logger, onFailure: { failed.fire() })

@@ -1,4 +1,5 @@
 import BulkheadChannel
+import BulkheadKVM
 import BulkheadProtocol
 import BulkheadSandbox
 import BulkheadSystem
@@ -29,6 +30,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         public var capacitySectors: UInt64
         public var config: [UInt8]
         public var policy: RestartPolicy
+        /// A domain whose heartbeat stands still this long while work is pending is hung.
+        public var watchdogMilliseconds: Double = 1000
     }
 
     /// Why a domain ended, as the operator sees it.
@@ -36,12 +39,14 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         case terminated(DomainTermination)
         case protocolFault(String)
         case handshakeFailed(String)
+        case watchdog(milliseconds: Double)
 
         public var description: String {
             switch self {
             case .terminated(let how): return "\(how)"
             case .protocolFault(let why): return "protocol fault: \(why)"
             case .handshakeFailed(let why): return "handshake failed: \(why)"
+            case .watchdog(let ms): return "watchdog: no heartbeat for \(Int(ms)) ms while work was pending"
             }
         }
     }
@@ -90,6 +95,12 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         /// The driver reset the device: the next Attach describes new queues, whose recovery
         /// blocks must start empty.
         var queuesNeedFreshRecovery = false
+        /// For status: the serving process, when it started serving, the last counters.
+        var pid: Int32?
+        var servingSince: Double?
+        var lastStats = ControlMessage.Stats()
+        var lastExitReason: String?
+        var stoppedAt: Double?
     }
 
     private let state = Mutex(State())
@@ -297,6 +308,12 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private func watch(_ active: DomainHandle, standby: inout DomainHandle?) -> ExitReason {
         var faultReason: ExitReason?
         var lastStandbySpawn = -1e9
+        var lastBeat = region.heartbeat
+        var lastBeatChange = monotonicMilliseconds()
+        state.withLock { s in
+            s.pid = active.pid
+            s.servingSince = nil
+        }
         while true {
             var fds = [
                 pollfd(fd: active.process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
@@ -352,10 +369,22 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             }
             if faultReason == nil { attachIfReady() }
 
+            // Watchdog: a domain that stops heart-beating while the guest waits on it is hung
+            // (stopped, spinning, deadlocked): kill it, and the restart path takes over.
+            let beat = region.heartbeat
+            let now = monotonicMilliseconds()
+            if beat != lastBeat {
+                lastBeat = beat
+                lastBeatChange = now
+            } else if faultReason == nil, now - lastBeatChange > spec.watchdogMilliseconds, workPending() {
+                faultReason = .watchdog(milliseconds: now - lastBeatChange)
+                logger.warning("domain hung; killing it", metadata: ["domain.id": "\(spec.id)", "domain.pid": "\(active.pid)"])
+                try? active.process.kill()
+            }
+
             // Once the active domain serves (attached, and its first request completed after a
             // restart), prepare its successor; at most once a second, so that a standby that
             // cannot start does not spin.
-            let now = monotonicMilliseconds()
             if standby == nil, faultReason == nil, now - lastStandbySpawn > 1000,
                state.withLock({ $0.attachedGeneration == $0.generation && $0.diedAt == nil }) {
                 lastStandbySpawn = now
@@ -377,6 +406,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             state.withLock { $0.helloReceived = true }
             logger.trace("hello", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
         case .attached(let attached):
+            state.withLock { $0.servingSince = monotonicMilliseconds() }
             logger.trace("attached", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
             if attached.replayed > 0 {
                 logger.debug("domain replayed in-flight requests", metadata: ["domain.id": "\(spec.id)", "replayed": "\(attached.replayed)"])
@@ -390,6 +420,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                     s.diedAt = nil
                 }
                 s.requestsThisGeneration = stats.requests
+                s.lastStats = stats
                 s.requestsTotal = s.requestsBeforeThisGeneration + stats.requests
                 if stats.requests > 0 { s.consecutiveFailures = 0 }
             }
@@ -429,6 +460,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         logger.notice("domain ended; restarting", metadata: ["domain.id": "\(spec.id)", "reason": "\(reason)"])
         state.withLock { s in
             s.exitReasons.append(reason.description)
+            s.lastExitReason = reason.description
+            s.pid = nil
+            s.servingSince = nil
             s.requestsBeforeThisGeneration = s.requestsTotal
             s.requestsThisGeneration = 0
             s.consecutiveFailures += 1
@@ -555,4 +589,98 @@ final class DomainHandle: @unchecked Sendable {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { write(activation.rawValue, $0.baseAddress, 8) }
     }
+}
+
+extension DomainSupervisor {
+    /// True when the guest has made requests the domain has not taken, or the domain holds
+    /// requests it has not completed (read from guest memory and the recovery area).
+    func workPending() -> Bool {
+        guard let activation = state.withLock({ $0.activation }) else { return false }
+        for (index, queue) in activation.queues.enumerated() where queue.ready && index < ControlRegionLayout.maxQueues {
+            let block = region.queueRecovery(index)
+            // SAFETY: the recovery block is 16 KiB, the fields lie at its start.
+            let lastAvail = UInt16(truncatingIfNeeded: block.load(fromByteOffset: QueueRecoveryLayout.popWordOffset, as: UInt64.self))
+            let used = block.load(fromByteOffset: QueueRecoveryLayout.usedIndexOffset, as: UInt16.self)
+            if lastAvail != used { return true } // popped, not completed
+            guard let avail = guestMemory.buffer(at: GuestAddress(queue.driverArea + 2), length: 2) else { continue }
+            if avail.load(as: UInt16.self) != lastAvail { return true } // made available, not taken
+        }
+        return false
+    }
+
+    /// What an operator sees of this domain.
+    public struct Status: Sendable {
+        public enum State: String, Sendable { case starting, running, restarting, failed, stopped }
+        public var id: String
+        public var kind: String
+        public var state: State
+        public var pid: Int32?
+        public var restarts: Int
+        public var lastExitReason: String?
+        public var uptimeSeconds: Double?
+        public var lastRecoveryMilliseconds: Double?
+        public var requests: UInt64
+        public var readBytes: UInt64
+        public var writtenBytes: UInt64
+        public var inFlight: UInt64
+        public var errors: UInt64
+        public var replayed: UInt64
+        public var failedRequests: UInt64
+        public var recoveryMilliseconds: [Double]
+        public var exitReasons: [String]
+        public var rssBytes: UInt64?
+        public var cpuSeconds: Double?
+        public var heartbeat: UInt64
+    }
+
+    public var status: Status {
+        let now = monotonicMilliseconds()
+        let heartbeat = region.heartbeat
+        return state.withLock { s in
+            let current: Status.State
+            if s.failed { current = .failed }
+            else if s.stopping { current = .stopped }
+            else if s.pid == nil { current = .restarting }
+            else if s.servingSince == nil { current = s.restartTimes.isEmpty ? .starting : .restarting }
+            else { current = .running }
+            let usage = s.pid.flatMap(ProcessUsage.init(pid:))
+            return Status(
+                id: spec.id, kind: spec.kind, state: current, pid: s.pid, restarts: s.restartTimes.count,
+                lastExitReason: s.lastExitReason, uptimeSeconds: s.servingSince.map { (now - $0) / 1000 },
+                lastRecoveryMilliseconds: s.recoveryMilliseconds.last, requests: s.requestsTotal,
+                readBytes: s.lastStats.readBytes, writtenBytes: s.lastStats.writtenBytes, inFlight: s.lastStats.inFlight,
+                errors: s.lastStats.errors, replayed: s.lastStats.replayed, failedRequests: s.failedRequests,
+                recoveryMilliseconds: s.recoveryMilliseconds, exitReasons: s.exitReasons,
+                rssBytes: usage?.rssBytes, cpuSeconds: usage?.cpuSeconds, heartbeat: heartbeat)
+        }
+    }
+}
+
+/// Resident memory and CPU time of a process, from /proc.
+struct ProcessUsage {
+    var rssBytes: UInt64
+    var cpuSeconds: Double
+
+    init?(pid: Int32) {
+        guard let statm = readProcFile("/proc/\(pid)/statm"), let stat = readProcFile("/proc/\(pid)/stat") else { return nil }
+        let pages = statm.split(separator: " ")
+        guard pages.count > 1, let resident = UInt64(pages[1]) else { return nil }
+        rssBytes = resident * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        // Fields after the parenthesised command name: state is field 3; utime 14, stime 15.
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+/// A small /proc file, read whole (no Foundation in the core).
+func readProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[0..<n], as: UTF8.self)
 }
