@@ -55,10 +55,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The operator API on a unix socket (JSON over HTTP/1.1, Prometheus text) and its client.
+        .target(
+            name: "BulkheadAPI",
+            dependencies: ["BulkheadCore", "BulkheadProtocol", "BulkheadSystem", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "bulkhead",
             dependencies: [
-                "BulkheadCore", "BulkheadBoot", "BulkheadProtocol",
+                "BulkheadCore", "BulkheadBoot", "BulkheadProtocol", "BulkheadAPI", "BulkheadSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

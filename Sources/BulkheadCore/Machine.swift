@@ -24,6 +24,10 @@ public final class Machine: @unchecked Sendable {
     let serial: Serial16550
     let mmio: MMIOBus
     let supervisors: [DomainSupervisor]
+    /// What happened to the domains (exits, restarts, recoveries, failures).
+    public let events = DomainEventLog()
+    /// When the machine was created (CLOCK_MONOTONIC ms), for uptime.
+    public let createdAt = monotonicMilliseconds()
 
     /// Where the first virtio-mmio device lives, and its interrupt; device i is at
     /// base + i * 0x200 with IRQ 5 + i.
@@ -85,7 +89,7 @@ public final class Machine: @unchecked Sendable {
             let irq = Self.virtioFirstIRQ + UInt32(index)
             let (transport, supervisor) = try Self.makeBlockDevice(
                 index: index, disk: disk, base: base, irq: irq, vm: vm, memory: memory,
-                configuration: configuration, logger: logger)
+                configuration: configuration, logger: logger, events: events)
             devices.append((base: base, size: VirtioMMIOTransport.regionSize, device: transport))
             supervisors.append(supervisor)
             announcements.append("virtio_mmio.device=\(VirtioMMIOTransport.regionSize)@\(base):\(irq)")
@@ -177,6 +181,12 @@ public final class Machine: @unchecked Sendable {
         return stop.reason ?? .vcpuFailure(detail: "stopped without a reason")
     }
 
+    /// Seconds since the machine was created.
+    public var uptimeSeconds: Double { (monotonicMilliseconds() - createdAt) / 1000 }
+
+    /// The operator's view of every domain.
+    public var domainStatuses: [DomainSupervisor.Status] { supervisors.map(\.status) }
+
     /// What each driver domain went through (restarts, exit reasons, recovery times).
     public var domainReports: [DomainSupervisor.Report] { supervisors.map(\.report) }
 
@@ -184,8 +194,7 @@ public final class Machine: @unchecked Sendable {
     @discardableResult
     public func injectFault(domain id: String, _ fault: ControlMessage.InjectFault) -> Bool {
         guard let supervisor = supervisors.first(where: { $0.spec.id == id }) else { return false }
-        supervisor.inject(fault)
-        return true
+        return supervisor.inject(fault)
     }
 
     /// Stops the machine from outside (e.g. SIGINT): every vCPU leaves KVM_RUN.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BulkheadAPI
 import BulkheadBoot
 import BulkheadCore
 import BulkheadProtocol
@@ -38,6 +39,10 @@ struct Run: ParsableCommand {
 
     @Option(help: ArgumentHelp("The window of the restart budget, in seconds.", valueName: "seconds"))
     var restartWindow: Double = 60
+
+    @Option(help: ArgumentHelp("Serve the operator API (status, metrics, events, fault injection) on this unix socket.",
+                               valueName: "path"))
+    var apiSocket: String?
 
     @Option(name: .customLong("watchdog-ms"), help: ArgumentHelp(
         "A domain that stops heart-beating this long while work is pending is killed and restarted.", valueName: "ms"))
@@ -103,11 +108,21 @@ struct Run: ParsableCommand {
         } catch {
             fail("\(error)")
         }
+        var api: APIServer?
+        if let apiSocket {
+            do {
+                api = try APIServer(path: apiSocket, machine: machine, logger: logger)
+            } catch {
+                fail("--api-socket \(apiSocket): \(error)")
+            }
+            api?.start()
+        }
         console.forwardInput(to: machine)
         for item in schedule { FaultSchedule.start(item, on: machine) }
         let exit = machine.run()
         console.flush()
         for report in machine.domainReports { printError("bulkhead: " + report.summary) }
+        if let api { unlink(api.path) }
         switch exit {
         case .debugExit, .reset:
             logger.info("\(exit)")

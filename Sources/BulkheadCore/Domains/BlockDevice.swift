@@ -47,7 +47,7 @@ extension Machine {
     /// Opens the disk, creates its irqfd and ioeventfd, its supervisor and its transport.
     static func makeBlockDevice(
         index: Int, disk: DiskConfiguration, base: GuestAddress, irq: UInt32, vm: VirtualMachine, memory: GuestMemory,
-        configuration: MachineConfiguration, logger: Logger
+        configuration: MachineConfiguration, logger: Logger, events: DomainEventLog
     ) throws(CoreError) -> (VirtioMMIOTransport, DomainSupervisor) {
         let id = "blk\(index)"
         let file: FileDescriptor
@@ -91,7 +91,7 @@ extension Machine {
             watchdogMilliseconds: configuration.watchdogMilliseconds)
         let failed = FailedTransportLatch()
         let supervisor = try DomainSupervisor(spec: spec, guestMemory: memory, backend: file, irqfd: irqfd, kicks: kicks,
-                                              logger: logger, onFailure: { failed.fire() })
+                                              logger: logger, events: events, onFailure: { failed.fire() })
         let transport = VirtioMMIOTransport(name: id, description: description, backend: supervisor)
         failed.transport = transport
         return (transport, supervisor)

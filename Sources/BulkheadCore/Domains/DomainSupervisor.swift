@@ -75,6 +75,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     var guestMemoryFD: Int32 { guestMemory.file.rawValue }
     var guestMemorySize: UInt64 { guestMemory.size }
     let onFailure: @Sendable () -> Void
+    let events: DomainEventLog
 
     struct State {
         var activation: VirtioActivation?
@@ -101,6 +102,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var lastStats = ControlMessage.Stats()
         var lastExitReason: String?
         var stoppedAt: Double?
+        var active: DomainHandle?
     }
 
     private let state = Mutex(State())
@@ -109,7 +111,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private var thread: DedicatedThread?
 
     init(spec: Specification, guestMemory: GuestMemory, backend: consuming FileDescriptor, irqfd: SharedFileDescriptor,
-         kicks: [SharedFileDescriptor], logger: Logger, onFailure: @escaping @Sendable () -> Void) throws(CoreError) {
+         kicks: [SharedFileDescriptor], logger: Logger, events: DomainEventLog,
+         onFailure: @escaping @Sendable () -> Void) throws(CoreError) {
+        self.events = events
         self.spec = spec
         self.logger = logger
         self.backend = backend
@@ -142,8 +146,17 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     }
 
     /// Asks the domain to run one of its test hooks (fault injection).
-    public func inject(_ fault: ControlMessage.InjectFault) {
-        send(.injectFault(fault))
+    /// `crash` is a SIGKILL from the core; every other kind is a test hook the domain runs.
+    /// False when no domain serves the device right now.
+    @discardableResult
+    public func inject(_ fault: ControlMessage.InjectFault) -> Bool {
+        guard let active = state.withLock({ $0.active }) else { return false }
+        if fault.kind == .crash {
+            try? active.process.kill()
+        } else {
+            send(.injectFault(fault))
+        }
+        return true
     }
 
     public var report: Report {
@@ -312,8 +325,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var lastBeatChange = monotonicMilliseconds()
         state.withLock { s in
             s.pid = active.pid
+            s.active = active
             s.servingSince = nil
         }
+        events.record(.started, domain: spec.id, detail: "pid \(active.pid)")
         while true {
             var fds = [
                 pollfd(fd: active.process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
@@ -378,6 +393,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 lastBeatChange = now
             } else if faultReason == nil, now - lastBeatChange > spec.watchdogMilliseconds, workPending() {
                 faultReason = .watchdog(milliseconds: now - lastBeatChange)
+                events.record(.hung, domain: spec.id, detail: "no heartbeat for \(Int(now - lastBeatChange)) ms")
                 logger.warning("domain hung; killing it", metadata: ["domain.id": "\(spec.id)", "domain.pid": "\(active.pid)"])
                 try? active.process.kill()
             }
@@ -416,6 +432,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             state.withLock { s in
                 if stats.requests > 0, let died = s.diedAt {
                     s.recoveryMilliseconds.append(now - died)
+                    events.record(.recovered, domain: spec.id, detail: "\(now - died) ms")
                     logger.trace("recovered", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(now)", "died.ms": "\(died)"])
                     s.diedAt = nil
                 }
@@ -458,10 +475,12 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
 
     private func recordExit(_ reason: ExitReason) {
         logger.notice("domain ended; restarting", metadata: ["domain.id": "\(spec.id)", "reason": "\(reason)"])
+        events.record(.exited, domain: spec.id, detail: reason.description)
         state.withLock { s in
             s.exitReasons.append(reason.description)
             s.lastExitReason = reason.description
             s.pid = nil
+            s.active = nil
             s.servingSince = nil
             s.requestsBeforeThisGeneration = s.requestsTotal
             s.requestsThisGeneration = 0
@@ -491,10 +510,12 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             logger.error("domain exceeded its restart budget; the device has failed",
                          metadata: ["domain.id": "\(spec.id)", "budget": "\(spec.policy.budget)",
                                     "window.seconds": "\(spec.policy.windowSeconds)"])
+            events.record(.failed, domain: spec.id, detail: "more than \(spec.policy.budget) restarts in \(spec.policy.windowSeconds) s")
             onFailure()
             return false
         }
         if delay > 0 { usleep(useconds_t(delay * 1000)) }
+        events.record(.restarted, domain: spec.id, detail: delay > 0 ? "after \(delay) ms backoff" : "at once")
         return true
     }
 
