@@ -25,6 +25,11 @@ ensure_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     command -v swift >/dev/null || { log "swift not found (expected in /opt/swift/usr/bin)"; return 1; }
+    # The metrics test parses GET /metrics with the reference Python parser.
+    python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client >/dev/null \
+        || log "could not install prometheus-client (pip); the metrics test will be skipped"
+    # Network tests run UDP echo peers with socat inside their namespaces.
+    command -v socat >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null || true; }
 }
 
 build_guest() {
