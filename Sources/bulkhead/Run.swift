@@ -18,123 +18,29 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("PVH ELF kernel to boot (default: the test guest, guest/build/guest.elf).", valueName: "path"))
-    var kernel: String?
-
-    @Option(help: ArgumentHelp("Kernel command line, e.g. \"workload=hello\".", valueName: "string"))
-    var cmdline: String = ""
-
-    @Option(help: ArgumentHelp("Guest memory: 256M, 1G, 512MiB; a bare number is MiB.", valueName: "size"))
-    var memory: String = "256M"
-
-    @Option(help: "Number of vCPUs.")
-    var vcpus: Int = 1
-
-    @Option(name: .customLong("disk"), help: ArgumentHelp(
-        "A raw disk image served by a virtio-blk driver domain: PATH[,readonly]. Repeat for more disks.", valueName: "disk"))
-    var disks: [String] = []
-
-    @Option(help: ArgumentHelp("Restarts a domain may use within --restart-window before its device fails.", valueName: "n"))
-    var restartBudget: Int = 100
-
-    @Option(help: ArgumentHelp("The window of the restart budget, in seconds.", valueName: "seconds"))
-    var restartWindow: Double = 60
-
-    @Option(help: ArgumentHelp("Serve the operator API (status, metrics, events, fault injection) on this unix socket.",
-                               valueName: "path"))
-    var apiSocket: String?
-
-    @Option(name: .customLong("watchdog-ms"), help: ArgumentHelp(
-        "A domain that stops heart-beating this long while work is pending is killed and restarted.", valueName: "ms"))
-    var watchdogMilliseconds: Double = 1000
+    @OptionGroup var options: MachineOptions
 
     @Option(name: .customLong("inject-fault"), help: ArgumentHelp(
         "Test hook: at SECONDS after boot, make DOMAIN run a fault: DOMAIN:KIND@SECONDS[:ARG], KIND one of "
             + "crash, segv, hang, slow, corrupt-message, seccomp, exit. Repeatable.", valueName: "fault", visibility: .hidden))
     var injectFaults: [String] = []
 
-    @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
-    var logLevel: String = "warning"
-
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .warning
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "bulkhead")
-
-        guard let memorySize = MemorySize.parse(memory) else {
-            fail("--memory \(memory) is not a size (examples: 256M, 1G, 512MiB)")
-        }
-        let kernelPath: String
-        if let kernel {
-            kernelPath = kernel
-        } else if let found = TestGuest.locate() {
-            kernelPath = found
-        } else {
-            fail("no --kernel given and the test guest is not built: run `make -C guest` (or set BULKHEAD_GUEST)")
-        }
-        var configuration = MachineConfiguration(
-            kernelPath: kernelPath, commandLine: cmdline, memorySize: memorySize, vcpus: vcpus)
-        do {
-            for disk in disks { configuration.disks.append(try DiskConfiguration.parse(disk)) }
-        } catch {
-            fail("\(error)")
-        }
-        guard restartBudget >= 0 else { fail("--restart-budget \(restartBudget) must not be negative") }
-        guard restartWindow > 0 else { fail("--restart-window \(restartWindow) must be positive") }
-        configuration.restartPolicy.budget = restartBudget
-        configuration.restartPolicy.windowSeconds = restartWindow
-        guard watchdogMilliseconds >= 10 else { fail("--watchdog-ms \(watchdogMilliseconds) is too short: at least 10") }
-        configuration.watchdogMilliseconds = watchdogMilliseconds
-        if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
+        let logger = options.makeLogger()
+        let (configuration, apiSocket) = options.configuration()
+        let domains = MachineOptions.domainIDs(configuration)
         var schedule: [FaultSchedule] = []
         for text in injectFaults {
             guard let item = FaultSchedule(text) else {
-                fail("--inject-fault \(text): expected DOMAIN:KIND@SECONDS[:ARG] (kinds: crash, segv, hang, slow, corrupt-message, seccomp, exit)")
+                fail("--inject-fault \(text): expected DOMAIN:KIND@SECONDS[:ARG] (kinds: \(FaultKind.names.joined(separator: ", ")))")
             }
-            guard configuration.disks.indices.contains(where: { "blk\($0)" == item.domain }) else {
-                fail("--inject-fault \(text): no domain \(item.domain)")
-            }
+            guard domains.contains(item.domain) else { fail("--inject-fault \(text): no domain \(item.domain)") }
             schedule.append(item)
         }
-
-        let console = Console()
-        let machine: Machine
-        do {
-            machine = try Machine(configuration, logger: logger, consoleOutput: { byte in console.write(byte) })
-        } catch {
-            fail("\(error)")
-        }
-        var api: APIServer?
-        if let apiSocket {
-            do {
-                api = try APIServer(path: apiSocket, machine: machine, logger: logger)
-            } catch {
-                fail("--api-socket \(apiSocket): \(error)")
-            }
-            api?.start()
-        }
-        console.forwardInput(to: machine)
-        for item in schedule { FaultSchedule.start(item, on: machine) }
-        let exit = machine.run()
-        console.flush()
-        for report in machine.domainReports { printError("bulkhead: " + report.summary) }
-        if let api { unlink(api.path) }
-        switch exit {
-        case .debugExit, .reset:
-            logger.info("\(exit)")
-        case .tripleFault, .vcpuFailure:
-            printError("bulkhead: \(exit)")
+        let (_, exit) = runMachine(configuration, apiSocket: apiSocket, logger: logger) { machine in
+            for item in schedule { FaultSchedule.start(item, on: machine) }
         }
         Glibc.exit(exit.exitStatus)
-    }
-
-    func fail(_ message: String) -> Never {
-        printError("bulkhead: error: \(message)")
-        Glibc.exit(1)
     }
 }
 
@@ -170,17 +76,12 @@ struct FaultSchedule: Sendable {
     let fault: ControlMessage.InjectFault
     let seconds: Double
 
-    static let kinds: [String: ControlMessage.InjectFault.Kind] = [
-        "crash": .crash, "segv": .segv, "hang": .hang, "slow": .slow, "corrupt-message": .corruptMessage,
-        "seccomp": .seccomp, "exit": .exit,
-    ]
-
     init?(_ text: String) {
         let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { return nil }
         let target = parts[0].split(separator: ":").map(String.init)
         let when = parts[1].split(separator: ":").map(String.init)
-        guard target.count == 2, let kind = Self.kinds[target[1]], let seconds = Double(when[0]), seconds >= 0,
+        guard target.count == 2, let kind = FaultKind.parse(target[1]), let seconds = Double(when[0]), seconds >= 0,
               when.count <= 2 else { return nil }
         var argument: UInt64 = 0
         if when.count == 2 {

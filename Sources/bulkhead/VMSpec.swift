@@ -1,0 +1,91 @@
+import BulkheadBoot
+import BulkheadCore
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A VM spec file (`--config FILE`): JSON naming the kernel, command line, devices, each
+/// domain's restart policy and watchdog deadline. Flags on the command line override it.
+///
+/// ```json
+/// {
+///   "kernel": "guest/build/guest.elf",
+///   "cmdline": "workload=blk-verify seconds=10",
+///   "memory": "256M",
+///   "vcpus": 1,
+///   "disks": [{"path": "disk.img", "readonly": false}],
+///   "nets": [{"tap": "tap0", "mac": "52:54:00:12:34:56"}],
+///   "restart_policy": {"budget": 100, "window_seconds": 60, "initial_backoff_ms": 10, "max_backoff_ms": 1000},
+///   "watchdog_ms": 1000,
+///   "api_socket": "/run/bulkhead/vm0.sock"
+/// }
+/// ```
+struct VMSpec: Decodable {
+    struct Disk: Decodable {
+        var path: String
+        var readonly: Bool?
+    }
+
+    struct Net: Decodable {
+        var tap: String
+        var mac: String?
+    }
+
+    struct Policy: Decodable {
+        var budget: Int?
+        var window_seconds: Double?
+        var initial_backoff_ms: Double?
+        var max_backoff_ms: Double?
+    }
+
+    var kernel: String?
+    var cmdline: String?
+    var memory: String?
+    var vcpus: Int?
+    var disks: [Disk]?
+    var nets: [Net]?
+    var restart_policy: Policy?
+    var watchdog_ms: Double?
+    var api_socket: String?
+
+    /// Reads and decodes `path`; errors name the file and, for bad JSON, what is wrong.
+    static func load(_ path: String) throws(CoreError) -> VMSpec {
+        guard let text = readWholeFile(path) else {
+            throw CoreError(.invalidConfiguration("--config \(path): cannot read the file"))
+        }
+        do {
+            return try JSONDecoder().decode(VMSpec.self, from: Data(text.utf8))
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw CoreError(.invalidConfiguration("--config \(path): missing \"\(key.stringValue)\" at \(where_(context))"))
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw CoreError(.invalidConfiguration("--config \(path): \(where_(context)) should be a \(type)"))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw CoreError(.invalidConfiguration("--config \(path): not valid JSON (\(context.debugDescription))"))
+        } catch {
+            throw CoreError(.invalidConfiguration("--config \(path): \(error)"))
+        }
+    }
+
+    private static func where_(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return path.isEmpty ? "the top level" : String(path.dropFirst(path.hasPrefix(".") ? 1 : 0))
+    }
+}
+
+/// The whole of a small text file, or nil.
+func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while bytes.count <= 16 << 20 {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { return nil }
+        if n == 0 { return String(decoding: bytes, as: UTF8.self) }
+        bytes += chunk[0..<n]
+    }
+    return nil
+}
