@@ -72,7 +72,11 @@ struct MachineOptions: ParsableArguments {
         var configuration = MachineConfiguration(
             kernelPath: kernelPath, commandLine: cmdline ?? spec.cmdline ?? "", memorySize: memorySize, vcpus: vcpus ?? spec.vcpus ?? 1)
         do {
-            for disk in spec.disks ?? [] { configuration.disks.append(DiskConfiguration(path: disk.path, readOnly: disk.readonly ?? false)) }
+            for disk in spec.disks ?? [] {
+                var parsed = DiskConfiguration(path: disk.path, readOnly: disk.readonly ?? false)
+                parsed.watchdogMilliseconds = disk.watchdog_ms  // its restart policy is resolved below
+                configuration.disks.append(parsed)
+            }
             for disk in disks { configuration.disks.append(try DiskConfiguration.parse(disk)) }
             for net in spec.nets ?? [] {
                 configuration.nets.append(try NetConfiguration.parse("tap=\(net.tap)" + (net.mac.map { ",mac=\($0)" } ?? "")))
@@ -92,6 +96,13 @@ struct MachineOptions: ParsableArguments {
         let watchdog = watchdogMilliseconds ?? spec.watchdog_ms ?? configuration.watchdogMilliseconds
         guard watchdog >= 10 else { fail("--watchdog-ms \(watchdog) is too short: at least 10") }
         configuration.watchdogMilliseconds = watchdog
+        // Per-disk policies refine the machine's, which the flags and the spec set just above.
+        for (index, disk) in (spec.disks ?? []).enumerated() where index < configuration.disks.count {
+            if let policy = disk.restart_policy { configuration.disks[index].restartPolicy = policy.applied(to: configuration.restartPolicy) }
+            if let watchdog = disk.watchdog_ms, watchdog < 10 {
+                fail("\(config ?? "--config"): disks[\(index)].watchdog_ms \(watchdog) is too short: at least 10")
+            }
+        }
         if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
         return (configuration, apiSocket ?? spec.api_socket)
     }

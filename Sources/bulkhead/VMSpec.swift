@@ -14,7 +14,7 @@ import Glibc
 ///   "cmdline": "workload=blk-verify seconds=10",
 ///   "memory": "256M",
 ///   "vcpus": 1,
-///   "disks": [{"path": "disk.img", "readonly": false}],
+///   "disks": [{"path": "disk.img", "readonly": false, "watchdog_ms": 500, "restart_policy": {"budget": 20}}],
 ///   "nets": [{"tap": "tap0", "mac": "52:54:00:12:34:56"}],
 ///   "restart_policy": {"budget": 100, "window_seconds": 60, "initial_backoff_ms": 10, "max_backoff_ms": 1000},
 ///   "watchdog_ms": 1000,
@@ -25,6 +25,9 @@ struct VMSpec: Decodable {
     struct Disk: Decodable {
         var path: String
         var readonly: Bool?
+        /// This disk's domain only; the top-level values otherwise.
+        var restart_policy: Policy?
+        var watchdog_ms: Double?
     }
 
     struct Net: Decodable {
@@ -88,4 +91,16 @@ func readWholeFile(_ path: String) -> String? {
         bytes += chunk[0..<n]
     }
     return nil
+}
+
+extension VMSpec.Policy {
+    /// `base` with the fields this policy sets.
+    func applied(to base: RestartPolicy) -> RestartPolicy {
+        var policy = base
+        if let budget { policy.budget = max(0, budget) }
+        if let window_seconds, window_seconds > 0 { policy.windowSeconds = window_seconds }
+        if let initial_backoff_ms { policy.initialBackoffMilliseconds = max(0, initial_backoff_ms) }
+        if let max_backoff_ms { policy.maximumBackoffMilliseconds = max(0, max_backoff_ms) }
+        return policy
+    }
 }
