@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "bulkhead-domain",
             dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox", "CBulkheadLinux"],
-            path: "domains", exclude: ["README.md", "blk/README.md", "probe/README.md"]
+            path: "domains", exclude: ["README.md", "blk/README.md", "net/README.md", "probe/README.md"]
         ),
         // Boot protocols: ELF/PVH loader, hvm_start_info, memory map, ACPI tables. Pure logic.
         .target(name: "BulkheadBoot", dependencies: []),

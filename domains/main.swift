@@ -9,7 +9,7 @@ import Glibc
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    let usage = "usage: bulkhead-domain <kind> <id>   (kinds: blk, probe); spawned by the bulkhead core\n"
+    let usage = "usage: bulkhead-domain <kind> <id>   (kinds: blk, net, probe); spawned by the bulkhead core\n"
     _ = usage.withCString { write(2, $0, strlen($0)) }
     exit(64)
 }
@@ -19,6 +19,8 @@ let id = arguments[2]
 switch kind {
 case "blk":
     exit(BlockDomain.main(id: id, arguments: Array(arguments.dropFirst(3))))
+case "net":
+    exit(NetDomain.main(id: id, arguments: Array(arguments.dropFirst(3))))
 case "probe":
     exit(SandboxProbe.main(id: id, arguments: Array(arguments.dropFirst(3))))
 default:

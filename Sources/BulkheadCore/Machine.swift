@@ -80,16 +80,27 @@ public final class Machine: @unchecked Sendable {
         self.vcpus = vcpus
 
         // Driver domains: one virtio-mmio transport in the core and one supervised domain
-        // process per disk. Announced to the guest the way Linux and QEMU's microvm expect.
+        // process per disk and per NIC. Announced to the guest the way Linux and QEMU's microvm
+        // expect.
         var devices: [(base: GuestAddress, size: UInt64, device: any MMIODevice)] = []
         var supervisors: [DomainSupervisor] = []
         var announcements: [String] = []
-        for (index, disk) in configuration.disks.enumerated() {
-            let base = GuestAddress(Self.virtioMMIOBase + UInt64(index) * VirtioMMIOTransport.regionSize)
-            let irq = Self.virtioFirstIRQ + UInt32(index)
-            let (transport, supervisor) = try Self.makeBlockDevice(
-                index: index, disk: disk, base: base, irq: irq, vm: vm, memory: memory,
-                configuration: configuration, logger: logger, events: events)
+        // Disks first (blk0, blk1, ...), then NICs (net0, ...): device `slot` is at
+        // base + slot * 0x200 with IRQ 5 + slot.
+        let diskCount = configuration.disks.count
+        for slot in 0..<(diskCount + configuration.nets.count) {
+            let base = GuestAddress(Self.virtioMMIOBase + UInt64(slot) * VirtioMMIOTransport.regionSize)
+            let irq = Self.virtioFirstIRQ + UInt32(slot)
+            let (transport, supervisor): (any MMIODevice, DomainSupervisor)
+            if slot < diskCount {
+                (transport, supervisor) = try Self.makeBlockDevice(
+                    index: slot, disk: configuration.disks[slot], base: base, irq: irq, vm: vm, memory: memory,
+                    configuration: configuration, logger: logger, events: events)
+            } else {
+                (transport, supervisor) = try Self.makeNetDevice(
+                    index: slot - diskCount, net: configuration.nets[slot - diskCount], base: base, irq: irq, vm: vm,
+                    memory: memory, configuration: configuration, logger: logger, events: events)
+            }
             devices.append((base: base, size: VirtioMMIOTransport.regionSize, device: transport))
             supervisors.append(supervisor)
             announcements.append("virtio_mmio.device=\(VirtioMMIOTransport.regionSize)@\(base):\(irq)")

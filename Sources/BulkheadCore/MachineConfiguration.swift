@@ -12,6 +12,8 @@ public struct MachineConfiguration: Sendable {
 
     /// Disks, each served by its own virtio-blk driver domain (`blk0`, `blk1`, ...).
     public var disks: [DiskConfiguration] = []
+    /// NICs, each a tap device served by its own virtio-net driver domain (`net0`, `net1`, ...).
+    public var nets: [NetConfiguration] = []
     /// How the supervisor restarts a domain that died.
     public var restartPolicy = RestartPolicy()
     /// A domain whose heartbeat stands still this long while work is pending is declared hung,
@@ -22,6 +24,7 @@ public struct MachineConfiguration: Sendable {
 
     public static let maximumVcpus = 254
     public static let maximumDisks = 8
+    public static let maximumNets = 8
 
     public init(kernelPath: String, commandLine: String = "", memorySize: UInt64 = 256 << 20, vcpus: Int = 1,
                 appendTSCFrequency: Bool = true) {
@@ -47,6 +50,9 @@ public struct MachineConfiguration: Sendable {
         }
         guard disks.count <= Self.maximumDisks else {
             throw CoreError(.invalidConfiguration("\(disks.count) --disk options: at most \(Self.maximumDisks)"))
+        }
+        guard nets.count <= Self.maximumNets else {
+            throw CoreError(.invalidConfiguration("\(nets.count) --net options: at most \(Self.maximumNets)"))
         }
         guard memorySize % 4096 == 0 else {
             throw CoreError(.invalidConfiguration("--memory \(memorySize) bytes is not a multiple of 4 KiB"))
@@ -89,6 +95,10 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
 public struct DiskConfiguration: Sendable, Equatable {
     public var path: String
     public var readOnly: Bool
+    /// This disk's domain's restart policy and watchdog deadline, when they differ from the
+    /// machine's (a VM spec file can set them per device).
+    public var restartPolicy: RestartPolicy?
+    public var watchdogMilliseconds: Double?
 
     public init(path: String, readOnly: Bool = false) {
         self.path = path
@@ -111,6 +121,61 @@ public struct DiskConfiguration: Sendable, Equatable {
             }
         }
         return disk
+    }
+}
+
+/// A NIC on a host tap device, served by a virtio-net domain (`--net tap=IFNAME[,mac=MAC]`).
+public struct NetConfiguration: Sendable, Equatable {
+    /// The tap interface; the core creates it when it does not exist.
+    public var tap: String
+    /// The guest's MAC address; nil: a locally administered one derived from the device index.
+    public var mac: [UInt8]?
+
+    public init(tap: String, mac: [UInt8]? = nil) {
+        self.tap = tap
+        self.mac = mac
+    }
+
+    /// Parses `tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx]`; errors name the option.
+    public static func parse(_ text: String) throws(CoreError) -> NetConfiguration {
+        var tap: String?
+        var mac: [UInt8]?
+        for option in text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+            let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+            switch (pair.first ?? "", pair.count) {
+            case ("tap", 2):
+                let name = pair[1]
+                guard !name.isEmpty, name.utf8.count < 16, !name.contains("/"), !name.contains(" ") else {
+                    throw CoreError(.invalidConfiguration("--net \(text): tap name \"\(name)\" must be 1 to 15 characters, no '/' or space"))
+                }
+                tap = name
+            case ("mac", 2):
+                guard let parsed = parseMAC(pair[1]) else {
+                    throw CoreError(.invalidConfiguration("--net \(text): mac \"\(pair[1])\" is not xx:xx:xx:xx:xx:xx"))
+                }
+                guard parsed[0] & 1 == 0 else {
+                    throw CoreError(.invalidConfiguration("--net \(text): mac \(pair[1]) is a multicast address"))
+                }
+                mac = parsed
+            default:
+                throw CoreError(.invalidConfiguration("--net \(text): unknown option \"\(option)\" (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx])"))
+            }
+        }
+        guard let tap else {
+            throw CoreError(.invalidConfiguration("--net \(text): no tap=IFNAME (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx])"))
+        }
+        return NetConfiguration(tap: tap, mac: mac)
+    }
+
+    static func parseMAC(_ text: String) -> [UInt8]? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var bytes: [UInt8] = []
+        for part in parts {
+            guard part.count == 2, let byte = UInt8(part, radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
     }
 }
 

@@ -151,8 +151,10 @@ final class BackgroundRun: @unchecked Sendable {
     private var outData = Data(), errData = Data()
     private let group = DispatchGroup()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: Checkout.bulkhead)
+    /// Runs `executable` (default: `bulkhead`; the net tests run it through `ip netns exec`,
+    /// which execs it in place, so the pid is still the core's).
+    init(_ arguments: [String], executable: String = Checkout.bulkhead) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = out
         process.standardError = err

@@ -66,29 +66,13 @@ extension Machine {
         let capacity = UInt64(size) / VirtioBlock.sectorSize
         let description = VirtioBlock.description(capacitySectors: capacity, readOnly: disk.readOnly)
 
-        let irqfd: SharedFileDescriptor
-        var kicks: [SharedFileDescriptor] = []
-        do {
-            irqfd = SharedFileDescriptor(try FileDescriptor.eventfd(nonBlocking: true))
-            for _ in 0..<description.queueCount { kicks.append(SharedFileDescriptor(try FileDescriptor.eventfd(nonBlocking: true))) }
-        } catch {
-            throw CoreError(.system, underlying: error)
-        }
-        do {
-            try vm.registerIrqfd(fd: irqfd.rawValue, gsi: irq)
-            for (queue, kick) in kicks.enumerated() {
-                try vm.registerIoeventfd(fd: kick.rawValue, address: GuestAddress(base.rawValue + VirtioMMIOTransport.queueNotifyOffset),
-                                         length: 4, datamatch: UInt64(queue))
-            }
-        } catch {
-            throw CoreError(.kvm, underlying: error)
-        }
+        let (irqfd, kicks) = try makeNotifiers(queueCount: description.queueCount, base: base, irq: irq, vm: vm)
 
         let spec = DomainSupervisor.Specification(
             kind: "blk", id: id, executable: configuration.domainExecutable ?? defaultDomainExecutable(),
             queueCount: description.queueCount, readOnly: disk.readOnly, capacitySectors: capacity,
-            config: description.config, policy: configuration.restartPolicy,
-            watchdogMilliseconds: configuration.watchdogMilliseconds)
+            config: description.config, policy: disk.restartPolicy ?? configuration.restartPolicy,
+            watchdogMilliseconds: disk.watchdogMilliseconds ?? configuration.watchdogMilliseconds)
         let failed = FailedTransportLatch()
         let supervisor = try DomainSupervisor(spec: spec, guestMemory: memory, backend: file, irqfd: irqfd, kicks: kicks,
                                               logger: logger, events: events, onFailure: { failed.fire() })

@@ -226,17 +226,23 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     /// The device is past its restart budget: the core answers every request, those the last
     /// domain left in flight included, with VIRTIO_BLK_S_IOERR, so that the guest sees I/O
     /// errors and keeps running.
+    ///
+    /// A failed NIC is link down instead (its onFailure, `NetDevice.swift`): the core completes
+    /// its transmit chains unsent, as frames sent on a pulled cable go nowhere, and leaves its
+    /// receive buffers posted.
     private func serveFailed() {
+        let index = spec.kind == "net" ? 1 : 0 // the queue the core answers: requests, or transmitq
         var queue: SplitVirtqueue?
         while !state.withLock({ $0.stopping }) {
-            if queue == nil, let activation = state.withLock({ $0.activation }), let config = activation.queues.first, config.ready {
+            if queue == nil, let activation = state.withLock({ $0.activation }), index < activation.queues.count,
+               case let config = activation.queues[index], config.ready {
                 do {
                     let memory = try GuestRAM(base: guestMemory.mapping.base, memorySize: guestMemory.size)
                     let configuration = QueueConfiguration(
                         size: config.size, descriptorTable: config.descriptorTable, availableRing: config.driverArea,
                         usedRing: config.deviceArea, features: activation.driverFeatures)
                     let recovered = try SplitVirtqueue(memory: memory, configuration: configuration,
-                                                       recoveryBlock: region.queueRecovery(0))
+                                                       recoveryBlock: region.queueRecovery(index))
                     for head in try recovered.recover() {
                         failRequest(recovered, head: head, chain: try? recovered.chain(head: head))
                     }
@@ -259,20 +265,21 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 region.raiseInterrupt(1)
                 var one: UInt64 = 1
                 _ = withUnsafeBytes(of: &one) { write(irqfd.rawValue, $0.baseAddress, 8) }
+                if queue.enableNotifications() { continue } // ask for kicks (EVENT_IDX); more came meanwhile
             }
             var fds = [
-                pollfd(fd: kicks.first?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: index < kicks.count ? kicks[index].rawValue : -1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
             ]
             _ = poll(&fds, nfds_t(fds.count), 100)
-            if let kick = kicks.first { drain(kick.descriptor) }
+            if index < kicks.count { drain(kicks[index].descriptor) }
             drain(wakeup)
         }
     }
 
     private func failRequest(_ queue: SplitVirtqueue, head: UInt16, chain: DescriptorChain?) {
         var length: UInt32 = 0
-        if let chain, let status = VirtioBlockRequest.statusByte(of: chain) {
+        if spec.kind == "blk", let chain, let status = VirtioBlockRequest.statusByte(of: chain) {
             // SAFETY: statusByte points at the chain's last device-writable byte, in guest RAM.
             status.storeBytes(of: 1, as: UInt8.self) // VIRTIO_BLK_S_IOERR
             length = 1

@@ -189,4 +189,27 @@ static inline void bh_atomic_cpu_relax(void) {
 #endif
 }
 
+// MARK: TUN/TAP (virtio-net backends)
+//
+// The core opens /dev/net/tun and attaches it to a tap interface with TUNSETIFF; the net
+// domain only reads and writes the fd it is handed. Owned by BulkheadCore's NetDevice; only
+// append here.
+#include <net/if.h>
+#include <linux/if_tun.h>
+
+static const unsigned long BH_TUNSETIFF = TUNSETIFF;
+static const short BH_IFF_TAP = IFF_TAP;
+static const short BH_IFF_NO_PI = IFF_NO_PI;
+static const int BH_IFNAMSIZ = IFNAMSIZ;
+
+/// TUNSETIFF with `struct ifreq` {name, flags}: attaches `fd` (/dev/net/tun) to the interface
+/// `name`, creating it when it does not exist. The name must be shorter than IFNAMSIZ.
+static inline int bh_tun_set_iff(int fd, const char *name, short flags) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = flags;
+    return ioctl(fd, TUNSETIFF, &request);
+}
+
 #endif
