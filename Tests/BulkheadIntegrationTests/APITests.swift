@@ -36,7 +36,7 @@ struct APITests {
 
     @Test("every fault kind, injected through the API, ends with blk-verify ok and the right reason in status",
           arguments: [("crash", "killed by SIGKILL"), ("segv", "killed by SIGSEGV"), ("hang", "watchdog"),
-                      ("corrupt-message", "protocol fault"), ("seccomp", "seccomp violation (SIGSYS)"),
+                      ("corrupt-message", "protocol fault"), ("seccomp", "seccomp violation (SIGSYS): openat"),
                       ("exit", "exited with status 3"), ("slow", nil)])
     func faultKinds(kind: String, reason: String?) throws {
         let result = try withVM(seconds: 5, extra: ["--watchdog-ms", "300"]) { socket, _ in

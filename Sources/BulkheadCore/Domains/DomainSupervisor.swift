@@ -483,6 +483,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private func recordExit(_ reason: ExitReason) {
         logger.notice("domain ended; restarting", metadata: ["domain.id": "\(spec.id)", "reason": "\(reason)"])
         events.record(.exited, domain: spec.id, detail: reason.description)
+        let (index, pid) = state.withLock { s in (s.exitReasons.count, s.pid) }
         state.withLock { s in
             s.exitReasons.append(reason.description)
             s.lastExitReason = reason.description
@@ -493,6 +494,19 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             s.requestsThisGeneration = 0
             s.consecutiveFailures += 1
             s.generation += 1
+        }
+        if case .terminated(let how) = reason, how.isSeccompViolation, let pid {
+            // Which call broke the policy: from the kernel's audit record, off the restart path.
+            _ = DedicatedThread.start(name: "seccomp-name") { [self] in
+                guard let name = SeccompViolation.syscallName(pid: pid) else { return }
+                let named = "\(reason.description): \(name)"
+                state.withLock { s in
+                    guard index < s.exitReasons.count else { return }
+                    if s.lastExitReason == s.exitReasons[index] && s.exitReasons.count == index + 1 { s.lastExitReason = named }
+                    s.exitReasons[index] = named
+                }
+                logger.notice("seccomp violation", metadata: ["domain.id": "\(spec.id)", "syscall": "\(name)"])
+            }
         }
     }
 
