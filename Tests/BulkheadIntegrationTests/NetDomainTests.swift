@@ -62,11 +62,13 @@ struct NetDomainTests {
         let pinger = try namespace.startPing(count: 800, interval: 0.01)
         var generator = SystemRandomNumberGenerator()
         var kills = 0
+        var killed = Set<Int32>()
         let deadline = Date().addingTimeInterval(60)
         while kills < 60 && Date() < deadline && run.isRunning {
             usleep(UInt32.random(in: 20_000...120_000, using: &generator))
             guard let domain = run.domain("net0") else { continue }
-            if kill(domain, SIGKILL) == 0 { kills += 1 }
+            // Count each process once: a killed domain keeps its comm until it is reaped.
+            if !killed.contains(domain), kill(domain, SIGKILL) == 0 { killed.insert(domain); kills += 1 }
         }
         let result = run.finish()
         let ping = NetNamespace.PingResult(pinger.finish().stdout)

@@ -359,6 +359,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                     try? active.process.kill()
                     _ = try? active.process.wait()
                 }
+                // The domain's last Stats (sent on Shutdown) make the closing counters exact.
+                while let message = try? channel.tryReceive() { _ = handle(message) }
                 return .terminated(.exited(status: 0))
             }
 
