@@ -17,3 +17,13 @@ int bh_block_signal(int signo, int block) {
     sigaddset(&set, signo);
     return pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
+
+#include <net/if.h>
+
+int bh_tun_set_iff(int fd, const char *name, short flags) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = flags;
+    return ioctl(fd, TUNSETIFF, &request);
+}

@@ -194,22 +194,18 @@ static inline void bh_atomic_cpu_relax(void) {
 // The core opens /dev/net/tun and attaches it to a tap interface with TUNSETIFF; the net
 // domain only reads and writes the fd it is handed. Owned by BulkheadCore's NetDevice; only
 // append here.
-#include <net/if.h>
 #include <linux/if_tun.h>
 
 static const unsigned long BH_TUNSETIFF = TUNSETIFF;
 static const short BH_IFF_TAP = IFF_TAP;
 static const short BH_IFF_NO_PI = IFF_NO_PI;
-static const int BH_IFNAMSIZ = IFNAMSIZ;
+/// IFNAMSIZ from <net/if.h>, which this header must not include: its socket types clash with
+/// the ones Swift's Glibc module already defines (a clean build fails on fd_set).
+static const int BH_IFNAMSIZ = 16;
 
 /// TUNSETIFF with `struct ifreq` {name, flags}: attaches `fd` (/dev/net/tun) to the interface
 /// `name`, creating it when it does not exist. The name must be shorter than IFNAMSIZ.
-static inline int bh_tun_set_iff(int fd, const char *name, short flags) {
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
-    request.ifr_flags = flags;
-    return ioctl(fd, TUNSETIFF, &request);
-}
+/// (In shim.c, which may include <net/if.h>.)
+int bh_tun_set_iff(int fd, const char *name, short flags);
 
 #endif
