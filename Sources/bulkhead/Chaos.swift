@@ -83,7 +83,7 @@ struct Chaos: ParsableCommand {
             }
         }
 
-        print("\nchaos scenario \(plan.name ?? scenario): \(schedule.count) faults scheduled, guest \(exit)")
+        print("\nchaos scenario \(plan.name ?? scenario): \(schedule.count) faults scheduled; \(exit)")
         var rows = [["DOMAIN", "FAULTS SENT", "NOT DELIVERED", "RESTARTS", "EXIT REASONS", "RECOVERY MEDIAN", "P99", "MAX", "STATE"]]
         for status in machine.domainStatuses {
             let sent = injected.counts(domain: status.id)
