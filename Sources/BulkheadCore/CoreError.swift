@@ -11,6 +11,7 @@ public struct CoreError: Error, Sendable, CustomStringConvertible {
         case kvm
         case system
         case guestMemory(String)
+        case domainSetup(String)
     }
 
     public let code: Code
@@ -29,7 +30,7 @@ public struct CoreError: Error, Sendable, CustomStringConvertible {
             return "cannot read kernel \(path): \(why)"
         case .boot, .kvm, .system:
             return underlyingError.map { "\($0)" } ?? "failed"
-        case .guestMemory(let text): return text
+        case .guestMemory(let text), .domainSetup(let text): return text
         }
     }
 }

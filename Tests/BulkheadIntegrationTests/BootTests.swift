@@ -93,6 +93,10 @@ struct BadInputTests {
             ("missing disk", ["run", "--kernel", mini, "--disk", "/nonexistent/disk.img"], [:], "--disk /nonexistent/disk.img: cannot open"),
             ("bad disk option", ["run", "--kernel", mini, "--disk", "/tmp/x.img,fast"], [:], "unknown option \"fast\""),
             ("bad fault schedule", ["run", "--kernel", mini, "--inject-fault", "blk0:crash"], [:], "--inject-fault blk0:crash: expected"),
+            ("no domain executable", ["run", "--kernel", mini, "--disk", "/bin/ls,readonly"], ["BULKHEAD_DOMAIN": "/nonexistent/bulkhead-domain"],
+             "/nonexistent/bulkhead-domain is missing or not executable"),
+            ("bad spec file", ["run", "--config", "/etc/hostname"], [:], "--config /etc/hostname: not valid JSON"),
+            ("missing spec file", ["run", "--config", "/nonexistent/vm.json"], [:], "--config /nonexistent/vm.json: cannot read"),
         ]
     }()
 

@@ -101,7 +101,6 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var servingSince: Double?
         var lastStats = ControlMessage.Stats()
         var lastExitReason: String?
-        var stoppedAt: Double?
         var active: DomainHandle?
     }
 
@@ -121,6 +120,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         self.kicks = kicks
         self.guestMemory = guestMemory
         self.onFailure = onFailure
+        guard access(spec.executable, X_OK) == 0 else {
+            throw CoreError(.domainSetup("cannot start the \(spec.kind) domain of \(spec.id): \(spec.executable) is missing or not "
+                + "executable (it is built beside bulkhead; or set BULKHEAD_DOMAIN)"))
+        }
         do {
             region = try ControlRegion.create(name: "bulkhead-\(spec.id)-control")
             wakeup = try FileDescriptor.eventfd(nonBlocking: true)
@@ -128,7 +131,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                                      incomingDoorbell: try FileDescriptor.eventfd(nonBlocking: true),
                                      outgoingDoorbell: try FileDescriptor.eventfd(nonBlocking: true))
         } catch {
-            throw CoreError(.system, underlying: SystemError(call: "set up the control channel of \(spec.id): \(error)", errno: Errno(rawValue: 0)))
+            throw CoreError(.domainSetup("cannot set up the control channel of \(spec.id): \(error)"), underlying: error as? any Error & Sendable)
         }
     }
 
@@ -295,7 +298,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             s.attachedGeneration = nil
             return s.generation
         }
-        channel.resetRings(generation: generation)
+        // Under the send lock: a vCPU thread may be sending (Reset) at this moment.
+        sendLock.withLock { _ in channel.resetRings(generation: generation) }
         return generation
     }
 
