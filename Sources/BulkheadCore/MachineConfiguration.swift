@@ -130,6 +130,10 @@ public struct NetConfiguration: Sendable, Equatable {
     public var tap: String
     /// The guest's MAC address; nil: a locally administered one derived from the device index.
     public var mac: [UInt8]?
+    /// This NIC's domain's restart policy and watchdog deadline, when they differ from the
+    /// machine's (a VM spec file can set them per device).
+    public var restartPolicy: RestartPolicy?
+    public var watchdogMilliseconds: Double?
 
     public init(tap: String, mac: [UInt8]? = nil) {
         self.tap = tap

@@ -103,6 +103,13 @@ struct MachineOptions: ParsableArguments {
                 fail("\(config ?? "--config"): disks[\(index)].watchdog_ms \(watchdog) is too short: at least 10")
             }
         }
+        for (index, net) in (spec.nets ?? []).enumerated() where index < configuration.nets.count {
+            if let policy = net.restart_policy { configuration.nets[index].restartPolicy = policy.applied(to: configuration.restartPolicy) }
+            if let watchdog = net.watchdog_ms {
+                guard watchdog >= 10 else { fail("\(config ?? "--config"): nets[\(index)].watchdog_ms \(watchdog) is too short: at least 10") }
+                configuration.nets[index].watchdogMilliseconds = watchdog
+            }
+        }
         if let explicit = getenv("BULKHEAD_DOMAIN") { configuration.domainExecutable = String(cString: explicit) }
         return (configuration, apiSocket ?? spec.api_socket)
     }

@@ -33,6 +33,9 @@ struct VMSpec: Decodable {
     struct Net: Decodable {
         var tap: String
         var mac: String?
+        /// This NIC's domain only; the top-level values otherwise.
+        var restart_policy: Policy?
+        var watchdog_ms: Double?
     }
 
     struct Policy: Decodable {

@@ -66,8 +66,8 @@ extension Machine {
         let spec = DomainSupervisor.Specification(
             kind: "net", id: id, executable: configuration.domainExecutable ?? defaultDomainExecutable(),
             queueCount: description.queueCount, readOnly: false, capacitySectors: 0,
-            config: description.config, policy: configuration.restartPolicy,
-            watchdogMilliseconds: configuration.watchdogMilliseconds)
+            config: description.config, policy: net.restartPolicy ?? configuration.restartPolicy,
+            watchdogMilliseconds: net.watchdogMilliseconds ?? configuration.watchdogMilliseconds)
         let link = LinkDownLatch()
         let supervisor = try DomainSupervisor(spec: spec, guestMemory: memory, backend: tap, irqfd: irqfd, kicks: kicks,
                                               logger: logger, events: events, onFailure: { link.fire() })
