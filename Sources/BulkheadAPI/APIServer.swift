@@ -15,6 +15,7 @@ import Glibc
 /// | `GET /domains` | every domain's status |
 /// | `GET /domains/{id}` | one domain's status, with its exit reasons and recovery times |
 /// | `POST /domains/{id}/inject` `{"fault": "crash", "argument": 0}` | 202; the fault is on its way |
+/// | `GET /domains/{id}/ping[?count=N]` | control-path probe: N (1-100000, default 100) Ping/Pong round trips core → domain → core, µs |
 /// | `GET /metrics` | Prometheus text format |
 /// | `GET /events[?after=N]` | JSON lines, one per domain event, streamed until the client hangs up |
 ///
@@ -101,6 +102,8 @@ public final class APIServer: @unchecked Sendable {
             return .json(Self.json(status, detailed: true))
         case ("POST", 3, "domains") where parts[2] == "inject":
             return inject(domain: parts[1], body: request.body)
+        case ("GET", 3, "domains") where parts[2] == "ping":
+            return ping(domain: parts[1], count: request.query["count"])
         case ("GET", 1, "metrics"):
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                 body: PrometheusText.render(machine: machine))
@@ -132,6 +135,22 @@ public final class APIServer: @unchecked Sendable {
         }
         logger.notice("fault injected through the API", metadata: ["domain.id": "\(domain)", "fault.kind": "\(name)"])
         return .json(.object([("domain", .string(domain)), ("fault", .string(name)), ("argument", .int(argument))]), status: 202)
+    }
+
+    func ping(domain: String, count: String?) -> HTTPResponse {
+        guard machine.domainStatuses.contains(where: { $0.id == domain }) else { return .error(404, "no domain \(domain)") }
+        guard let count = count.map({ Int($0) }) ?? 100, (1...100_000).contains(count) else {
+            return .error(400, "\"count\" must be an integer from 1 to 100000")
+        }
+        guard let roundTrips = machine.pingDomain(domain, count: count), !roundTrips.isEmpty else {
+            return .error(409, "domain \(domain) did not answer (restarting or failed)")
+        }
+        let sorted = roundTrips.sorted()
+        let at = { (q: Double) in sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))] }
+        return .json(.object([
+            ("domain", .string(domain)), ("count", .int(sorted.count)), ("median_us", .number(at(0.5))),
+            ("p99_us", .number(at(0.99))), ("min_us", .number(sorted[0])), ("max_us", .number(sorted[sorted.count - 1])),
+        ]))
     }
 
     var vmJSON: JSON {

@@ -208,6 +208,12 @@ public final class Machine: @unchecked Sendable {
         return supervisor.inject(fault)
     }
 
+    /// Control-path probe of the domain `id`: `count` Ping/Pong round trips in µs; nil if there is
+    /// no such domain or none serves right now.
+    public func pingDomain(_ id: String, count: Int) -> [Double]? {
+        supervisors.first(where: { $0.spec.id == id })?.ping(count: count)
+    }
+
     /// Stops the machine from outside (e.g. SIGINT): every vCPU leaves KVM_RUN.
     public func requestStop(_ exit: MachineExit) { stop.request(exit) }
 

@@ -107,6 +107,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private let state = Mutex(State())
     private let sendLock = Mutex(())
     private let wakeup: FileDescriptor
+    /// Control-path probe (`ping(count:)`): the last sequence sent, and the last `Pong` seen
+    /// (sequence, round trip in ns stamped by the supervisor thread when it handled the Pong).
+    private let pingSequence = Mutex<UInt64>(0)
+    private let lastPong = Mutex<(sequence: UInt64, nanoseconds: UInt64)?>(nil)
     private var thread: DedicatedThread?
 
     init(spec: Specification, guestMemory: GuestMemory, backend: consuming FileDescriptor, irqfd: SharedFileDescriptor,
@@ -160,6 +164,31 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             send(.injectFault(fault))
         }
         return true
+    }
+
+    /// Control-path probe: sends `count` `Ping`s one at a time and returns each round trip
+    /// core → domain → core in µs. Nil when no domain serves right now; a `Pong` not back
+    /// within 1 s ends the probe early (fewer round trips than asked).
+    public func ping(count: Int) -> [Double]? {
+        guard state.withLock({ $0.active }) != nil else { return nil }
+        return pingSequence.withLock { sequence in
+            var roundTrips: [Double] = []
+            for _ in 0..<max(count, 0) {
+                sequence &+= 1
+                let expected = sequence
+                send(.ping(.init(sequence: expected, sentNanoseconds: ControlChannel.monotonicNanoseconds())))
+                let deadline = ControlChannel.monotonicNanoseconds() + 1_000_000_000
+                while true {
+                    if let pong = lastPong.withLock({ $0 }), pong.sequence == expected {
+                        roundTrips.append(Double(pong.nanoseconds) / 1000)
+                        break
+                    }
+                    if ControlChannel.monotonicNanoseconds() > deadline { return roundTrips }
+                    usleep(20)
+                }
+            }
+            return roundTrips
+        }
     }
 
     public var report: Report {
@@ -459,7 +488,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                                                                  "fault.detail": "\(report.detail)"])
         case .log(let log):
             logger.log(level: Logger.Level(log.level), "\(log.message)", metadata: ["domain.id": "\(spec.id)"])
-        case .pong, .resetDone:
+        case .pong(let pong):
+            let now = ControlChannel.monotonicNanoseconds()
+            lastPong.withLock { $0 = (pong.sequence, now &- pong.sentNanoseconds) }
+        case .resetDone:
             break
         case .attach, .reset, .shutdown, .ping, .registerRead, .registerWrite, .injectFault, .registerReadReply:
             return .protocolFault("domain sent a message only the core may send")
