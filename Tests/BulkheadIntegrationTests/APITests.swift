@@ -143,6 +143,8 @@ struct APITests {
                 #expect(answer.hasPrefix("HTTP/1.1 \(expected) "), "\(request.debugDescription) → \(answer)")
                 #expect(answer.contains("{\"error\":"), "\(answer)")
             }
+            let ping = try rawRequest(socket, "GET /domains/blk0/ping?count=20 HTTP/1.1\r\n\r\n")
+            #expect(ping.hasPrefix("HTTP/1.1 200 ") && ping.contains("\"median_us\":"), "\(ping)")
             let vm = try rawRequest(socket, "GET /vm HTTP/1.1\r\n\r\n")
             #expect(vm.hasPrefix("HTTP/1.1 200 ") && vm.contains("\"vcpus\":1"), "\(vm)")
             _ = try cli(["inject", "--api-socket", socket, "blk0", "exit"])
