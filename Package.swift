@@ -8,6 +8,14 @@ let package = Package(
     products: [
         .executable(name: "bulkhead", targets: ["bulkhead"]),
         .executable(name: "bulkhead-domain", targets: ["bulkhead-domain"]),
+        // For the fuzz package (Fuzz/, its own Package.swift): the modules its targets call into.
+        .library(name: "BulkheadProtocol", targets: ["BulkheadProtocol"]),
+        .library(name: "BulkheadChannel", targets: ["BulkheadChannel"]),
+        .library(name: "BulkheadVirtio", targets: ["BulkheadVirtio"]),
+        .library(name: "BulkheadBoot", targets: ["BulkheadBoot"]),
+        .library(name: "BulkheadCore", targets: ["BulkheadCore"]),
+        .library(name: "BulkheadAPI", targets: ["BulkheadAPI"]),
+        .library(name: "BulkheadSystem", targets: ["BulkheadSystem"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -18,7 +18,7 @@ public struct HTTPRequest: Sendable {
     public enum ParseError: Error, Equatable { case incomplete, malformed(String), tooLarge }
 
     /// Parses `bytes` if it holds a whole request; `.incomplete` when more is needed.
-    static func parse(_ bytes: [UInt8]) throws(ParseError) -> HTTPRequest {
+    public static func parse(_ bytes: [UInt8]) throws(ParseError) -> HTTPRequest {
         guard let end = headerEnd(bytes) else {
             if bytes.count > maximumHeader { throw .tooLarge }
             throw .incomplete
@@ -45,7 +45,8 @@ public struct HTTPRequest: Sendable {
         var query: [String: String] = [:]
         if let mark = path.firstIndex(of: "?") {
             for pair in path[path.index(after: mark)...].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                // Not omitting empty pieces: "=" or "=v" has an empty key, never no key at all.
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
                 query[kv[0]] = kv.count > 1 ? kv[1] : ""
             }
             path = String(path[..<mark])

@@ -17,4 +17,11 @@ set +e
 swift test --skip-build 2>&1 | tee "$ROOT/.build/test-output.txt" | grep -v '^◇'
 status=${PIPESTATUS[0]}
 set -e
+# Fuzz smoke run: every libFuzzer target for a few seconds, then the regression inputs
+# (orchestration/scripts/fuzz.sh; longer runs: fuzz.sh 600). The tests' status decides first;
+# a fuzz crash fails the run too.
+log "fuzz smoke run (orchestration/scripts/fuzz.sh ${BULKHEAD_FUZZ_SECONDS:-10})"
+fuzz_status=0
+"$ROOT/orchestration/scripts/fuzz.sh" "${BULKHEAD_FUZZ_SECONDS:-10}" || fuzz_status=$?
+if ((status == 0 && fuzz_status != 0)); then status=$fuzz_status; fi
 exit "$status"

@@ -480,7 +480,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 }
                 s.requestsThisGeneration = stats.requests
                 s.lastStats = stats
-                s.requestsTotal = s.requestsBeforeThisGeneration + stats.requests
+                // A domain's counters are hostile: an absurd one saturates, it never traps the core.
+                let (total, overflow) = s.requestsBeforeThisGeneration.addingReportingOverflow(stats.requests)
+                s.requestsTotal = overflow ? .max : total
                 if stats.requests > 0 { s.consecutiveFailures = 0 }
             }
         case .faultReport(let report):

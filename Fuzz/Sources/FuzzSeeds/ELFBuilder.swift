@@ -1,0 +1,1 @@
+../../../Tests/BulkheadTestSupport/ELFBuilder.swift

@@ -1,0 +1,1 @@
+../../../Sources/bulkhead/VMSpec.swift
