@@ -19,7 +19,8 @@ struct APITests {
                                      "--cmdline", "workload=blk-verify seconds=\(seconds)"] + extra)
         #expect(run.waitForDomain("blk0") != nil)
         var waited = 0
-        while !FileManager.default.fileExists(atPath: socket) && waited < 200 { usleep(10_000); waited += 1 }
+        while !FileManager.default.fileExists(atPath: socket) && waited < 3000 && run.isRunning { usleep(10_000); waited += 1 }
+        try #require(FileManager.default.fileExists(atPath: socket), "the API socket did not appear within 30 s")
         try body(socket, run)
         let result = run.finish()
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
@@ -41,7 +42,7 @@ struct APITests {
                       ("exit", "exited with status 3"), ("slow", nil)])
     func faultKinds(kind: String, reason: String?) throws {
         // Only the hang needs a short watchdog; elsewhere a loaded CI machine must not trip it.
-        let result = try withVM(seconds: 5, extra: ["--watchdog-ms", kind == "hang" ? "300" : "3000"]) { socket, _ in
+        let result = try withVM(seconds: 8, extra: ["--watchdog-ms", kind == "hang" ? "300" : "3000"]) { socket, _ in
             usleep(500_000)
             let inject = try cli(["inject", "--api-socket", socket, "blk0", kind] + (kind == "slow" ? ["200"] : []))
             #expect(inject.status == 0, "\(inject.stderr)")
