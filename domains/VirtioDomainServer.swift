@@ -39,7 +39,7 @@ enum VirtioDomain {
     /// The name `ps -o comm` and /proc/<pid>/comm show: which of a device's processes serves
     /// it (`blk0`, set once sandboxed) and which waits (`blk0-standby`).
     static func run(
-        id: String, arguments: [String], seccomp: SeccompPolicy,
+        id: String, arguments: [String], seccomp: SeccompPolicy, maxFileSize: UInt64? = nil,
         serve: (DomainContext) -> Int32
     ) -> Int32 {
         let region: ControlRegion
@@ -56,7 +56,7 @@ enum VirtioDomain {
         let standby = arguments.contains("--standby")
         _ = (standby ? "\(id)-standby" : "\(id)-starting").withCString { bh_set_thread_name($0) }
         do {
-            try Sandbox.enter(SandboxConfiguration(hostname: id, seccomp: seccomp))
+            try Sandbox.enter(SandboxConfiguration(hostname: id, maxFileSize: maxFileSize, seccomp: seccomp))
         } catch {
             return fatal("\(id): cannot enter the sandbox: \(error)")
         }

@@ -30,7 +30,11 @@ enum BlockDomain {
     static let batchLimit = 64
 
     static func main(id: String, arguments: [String]) -> Int32 {
-        VirtioDomain.run(id: id, arguments: arguments, seccomp: .block) { BlockServer(context: $0).run() }
+        // RLIMIT_FSIZE at the disk's size: a compromised domain cannot grow the image and fill
+        // the host's filesystem (a write past it is SIGXFSZ, and the domain is restarted).
+        var disk = stat()
+        let size: UInt64? = fstat(DomainFileDescriptors.backend, &disk) == 0 && disk.st_size > 0 ? UInt64(disk.st_size) : nil
+        return VirtioDomain.run(id: id, arguments: arguments, seccomp: .block, maxFileSize: size) { BlockServer(context: $0).run() }
     }
 }
 
