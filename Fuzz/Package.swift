@@ -50,6 +50,7 @@ let package = Package(
                 "CLibFuzzer",
                 .product(name: "BulkheadBoot", package: "Bulkhead"),
                 .product(name: "BulkheadCore", package: "Bulkhead"),
+                .product(name: "BulkheadSystem", package: "Bulkhead"),
             ]),
         // The operator API's own parsers: HTTPRequest.parse and JSON.parse.
         .executableTarget(

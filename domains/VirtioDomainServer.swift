@@ -76,10 +76,8 @@ enum VirtioDomain {
                     _ = line.withCString { write(2, $0, strlen($0)) }
                     exit(70)
                 }
-                var count: UInt64 = 0
-                let n = withUnsafeMutableBytes(of: &count) { read(DomainFileDescriptors.standbyActivation, $0.baseAddress, 8) }
-                if n == 8 && count > 0 { break }
-                let line = "bulkhead-domain: \(id): standby woke without activation (read \(n))\n"
+                if let count = readEventfd(DomainFileDescriptors.standbyActivation), count > 0 { break }
+                let line = "bulkhead-domain: \(id): standby woke without activation\n"
                 _ = line.withCString { write(2, $0, strlen($0)) }
             }
             _ = id.withCString { bh_set_thread_name($0) }
@@ -98,10 +96,7 @@ enum VirtioDomain {
     }
 
     /// Empties an eventfd (a kick counter, a doorbell); non-blocking fds only.
-    static func drain(_ fd: Int32) {
-        var value: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &value) { read(fd, $0.baseAddress, 8) }
-    }
+    static func drain(_ fd: Int32) { readEventfd(fd) }
 }
 
 /// What a serving domain works with: its device id, the control region and channel, and its
@@ -129,8 +124,7 @@ extension VirtioDomainServer {
     /// Raises the device's interrupt: VIRTIO_MMIO_INT_VRING in InterruptStatus, then the irqfd.
     func interruptGuest() {
         region.raiseInterrupt(1)
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(DomainFileDescriptors.irqfd, $0.baseAddress, 8) }
+        signalEventfd(DomainFileDescriptors.irqfd)
     }
 
     /// Sleeps until one of `fds` or the control doorbell is ready, or `milliseconds` pass; not

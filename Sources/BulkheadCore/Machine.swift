@@ -52,7 +52,7 @@ public final class Machine: @unchecked Sendable {
 
         let path = configuration.kernelPath
         let image: [UInt8]
-        do { image = try Self.readFile(path) } catch { throw CoreError(.kernelUnreadable(path: path), underlying: error) }
+        do { image = try FileDescriptor.readContents(of: path) } catch { throw CoreError(.kernelUnreadable(path: path), underlying: error) }
         let elf: ELFImage
         do { elf = try ELFImage.parse(image, path: path) } catch { throw CoreError(.boot, underlying: error) }
         // Fail on a missing PVH note before touching KVM, so the error is about the file.
@@ -264,24 +264,6 @@ public final class Machine: @unchecked Sendable {
             }
         }
     }
-
-    static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
-        let fd = try FileDescriptor.open(path, flags: O_RDONLY)
-        let size = try fd.size()
-        var bytes = [UInt8](repeating: 0, count: size)
-        var done = 0
-        while done < size {
-            let result: Result<Int, SystemError> = bytes.withUnsafeMutableBytes { buffer in
-                Result { () throws(SystemError) in
-                    try fd.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), at: Int64(done))
-                }
-            }
-            let n = try result.get()
-            if n == 0 { break }
-            done += n
-        }
-        return Array(bytes[..<done])
-    }
 }
 
 /// The first stop request wins; everyone else only learns that the machine is stopping.
@@ -303,15 +285,11 @@ final class StopState: Sendable {
         }
         guard first else { return }
         requested.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(wakeup.rawValue, $0.baseAddress, 8) }
+        signalEventfd(wakeup.rawValue)
     }
 
     /// Blocks the calling (non-vCPU) thread until a stop is requested.
     func waitUntilRequested() {
-        while !isRequested {
-            var value: UInt64 = 0
-            _ = withUnsafeMutableBytes(of: &value) { read(wakeup.rawValue, $0.baseAddress, 8) }
-        }
+        while !isRequested { readEventfd(wakeup.rawValue) }
     }
 }

@@ -103,3 +103,44 @@ public final class SharedFileDescriptor: @unchecked Sendable {
 
     public init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
 }
+
+/// Adds 1 to the counter of the eventfd `fd`: rings a doorbell, raises an irqfd interrupt,
+/// wakes a waiter. An eventfd write fails only when the counter would overflow, which leaves
+/// it signalled anyway, so the result is not reported.
+public func signalEventfd(_ fd: Int32) {
+    var one: UInt64 = 1
+    // SAFETY: 8 bytes from a local.
+    _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress, 8) }
+}
+
+/// Reads (and so clears) the counter of the eventfd `fd`: the count, or nil when the read
+/// failed (EAGAIN on a non-blocking eventfd that was not signalled).
+@discardableResult
+public func readEventfd(_ fd: Int32) -> UInt64? {
+    var value: UInt64 = 0
+    // SAFETY: 8 bytes into a local.
+    let n = withUnsafeMutableBytes(of: &value) { read(fd, $0.baseAddress, 8) }
+    return n == 8 ? value : nil
+}
+
+extension FileDescriptor {
+    /// The whole file at `path`, read to its end (so also /proc files, whose size reads as 0).
+    /// A file longer than `limit` bytes is an error (EFBIG), not a truncation.
+    public static func readContents(of path: String, limit: Int = .max) throws(SystemError) -> [UInt8] {
+        let file = try FileDescriptor.open(path, flags: O_RDONLY)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(max(try file.size(), 0), limit))
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let result: Result<Int, SystemError> = chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(SystemError) in try file.read(into: buffer) }
+            }
+            let n = try result.get()
+            if n == 0 { return bytes }
+            guard n <= limit - bytes.count else {
+                throw SystemError(call: "read(\(path)): longer than \(limit) bytes", errno: Errno(rawValue: EFBIG))
+            }
+            bytes += chunk[0..<n]
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import BulkheadBoot
 import BulkheadCore
+import BulkheadSystem
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -79,21 +80,9 @@ struct VMSpec: Decodable {
     }
 }
 
-/// The whole of a small text file, or nil.
+/// The whole of a small text file (at most 16 MiB), or nil.
 func readWholeFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while bytes.count <= 16 << 20 {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { return nil }
-        if n == 0 { return String(decoding: bytes, as: UTF8.self) }
-        bytes += chunk[0..<n]
-    }
-    return nil
+    (try? FileDescriptor.readContents(of: path, limit: 16 << 20)).map { String(decoding: $0, as: UTF8.self) }
 }
 
 extension VMSpec.Policy {

@@ -295,8 +295,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                     }
                 }
                 region.raiseInterrupt(1)
-                var one: UInt64 = 1
-                _ = withUnsafeBytes(of: &one) { write(irqfd.rawValue, $0.baseAddress, 8) }
+                signalEventfd(irqfd.rawValue)
                 if queue.enableNotifications() { continue } // ask for kicks (EVENT_IDX); more came meanwhile
             }
             var fds = [
@@ -588,15 +587,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         }
     }
 
-    private func signal(_ fd: borrowing FileDescriptor) {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(fd.rawValue, $0.baseAddress, 8) }
-    }
+    private func signal(_ fd: borrowing FileDescriptor) { signalEventfd(fd.rawValue) }
 
-    private func drain(_ fd: borrowing FileDescriptor) {
-        var value: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &value) { read(fd.rawValue, $0.baseAddress, 8) }
-    }
+    private func drain(_ fd: borrowing FileDescriptor) { readEventfd(fd.rawValue) }
 }
 
 func monotonicMilliseconds() -> Double {
@@ -668,8 +661,7 @@ final class DomainHandle: @unchecked Sendable {
     /// Lets a standby proceed (it waits on this eventfd before touching the control region).
     func activate() {
         guard let activation else { return }
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(activation.rawValue, $0.baseAddress, 8) }
+        signalEventfd(activation.rawValue)
     }
 }
 
@@ -756,13 +748,7 @@ struct ProcessUsage {
     }
 }
 
-/// A small /proc file, read whole (no Foundation in the core).
+/// A small /proc file, read whole; nil when it cannot be read.
 func readProcFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard n > 0 else { return nil }
-    return String(decoding: buffer[0..<n], as: UTF8.self)
+    (try? FileDescriptor.readContents(of: path, limit: 64 << 10)).map { String(decoding: $0, as: UTF8.self) }
 }

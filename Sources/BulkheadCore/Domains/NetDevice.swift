@@ -162,7 +162,6 @@ final class LinkDownLatch: @unchecked Sendable {
         guard let transport, let supervisor else { return }
         transport.setLink(up: false)
         _ = supervisor.region.raiseInterrupt(VirtioNet.interruptConfigurationChange)
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(supervisor.irqfd.rawValue, $0.baseAddress, 8) }
+        signalEventfd(supervisor.irqfd.rawValue)
     }
 }
