@@ -93,34 +93,62 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
 
 /// A raw disk image served by a virtio-blk domain (`--disk PATH[,readonly]`).
 public struct DiskConfiguration: Sendable, Equatable {
+    /// How the domain reaches the disk file.
+    public enum Cache: String, Sendable, Equatable, CaseIterable {
+        /// Through the host page cache; a flush is `fdatasync`.
+        case writeback
+        /// `O_DIRECT`: every completed write is on the storage device's side of the host, so
+        /// no host page cache holds data the guest believes written; a flush is still
+        /// `fdatasync` (the device's own write cache). Needs a file system with O_DIRECT
+        /// (tmpfs has it since Linux 6.6) and a size that is a multiple of 4096.
+        case none
+    }
+
     public var path: String
     public var readOnly: Bool
+    public var cache: Cache
     /// This disk's domain's restart policy and watchdog deadline, when they differ from the
     /// machine's (a VM spec file can set them per device).
     public var restartPolicy: RestartPolicy?
     public var watchdogMilliseconds: Double?
 
-    public init(path: String, readOnly: Bool = false) {
+    public init(path: String, readOnly: Bool = false, cache: Cache = .writeback) {
         self.path = path
         self.readOnly = readOnly
+        self.cache = cache
     }
 
-    /// Parses `PATH[,readonly]` (also `ro`, `readonly=on|off`); errors name the option.
+    /// Parses `PATH[,readonly][,cache=none|writeback]` (also `ro`, `readonly=on|off`, `direct`
+    /// for `cache=none`); errors name the option.
     public static func parse(_ text: String) throws(CoreError) -> DiskConfiguration {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard let path = parts.first, !path.isEmpty else {
-            throw CoreError(.invalidConfiguration("--disk \(text): no path (expected PATH[,readonly])"))
+            throw CoreError(.invalidConfiguration("--disk \(text): no path (expected PATH[,readonly][,cache=none|writeback])"))
         }
         var disk = DiskConfiguration(path: path)
         for option in parts.dropFirst() {
             switch option {
             case "readonly", "ro", "readonly=on", "readonly=true": disk.readOnly = true
             case "readonly=off", "readonly=false", "rw": disk.readOnly = false
+            case "direct": disk.cache = .none
+            case _ where option.hasPrefix("cache="):
+                let value = String(option.dropFirst("cache=".count))
+                disk.cache = try Cache.parse(value, context: "--disk \(text)")
             default:
-                throw CoreError(.invalidConfiguration("--disk \(text): unknown option \"\(option)\" (known: readonly)"))
+                throw CoreError(.invalidConfiguration("--disk \(text): unknown option \"\(option)\" (known: readonly, cache=none|writeback, direct)"))
             }
         }
         return disk
+    }
+}
+
+extension DiskConfiguration.Cache {
+    /// `none` or `writeback`; `context` starts the error message (the flag or spec field).
+    public static func parse(_ value: String, context: String) throws(CoreError) -> Self {
+        guard let cache = Self(rawValue: value) else {
+            throw CoreError(.invalidConfiguration("\(context): unknown cache mode \"\(value)\" (known: none, writeback)"))
+        }
+        return cache
     }
 }
 

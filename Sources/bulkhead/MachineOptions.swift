@@ -26,7 +26,7 @@ struct MachineOptions: ParsableArguments {
     var vcpus: Int?
 
     @Option(name: .customLong("disk"), help: ArgumentHelp(
-        "A raw disk image served by a virtio-blk driver domain: PATH[,readonly]. Repeat for more disks.", valueName: "disk"))
+        "A raw disk image served by a virtio-blk driver domain: PATH[,readonly][,cache=none|writeback]. cache=none opens it O_DIRECT. Repeat for more disks.", valueName: "disk"))
     var disks: [String] = []
 
     @Option(name: .customLong("net"), help: ArgumentHelp(
@@ -74,6 +74,7 @@ struct MachineOptions: ParsableArguments {
         do {
             for disk in spec.disks ?? [] {
                 var parsed = DiskConfiguration(path: disk.path, readOnly: disk.readonly ?? false)
+                if let cache = disk.cache { parsed.cache = try .parse(cache, context: "cache of disk \(disk.path) in \(config ?? "")") }
                 parsed.watchdogMilliseconds = disk.watchdog_ms  // its restart policy is resolved below
                 configuration.disks.append(parsed)
             }

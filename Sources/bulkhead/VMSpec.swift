@@ -15,7 +15,7 @@ import Glibc
 ///   "cmdline": "workload=blk-verify seconds=10",
 ///   "memory": "256M",
 ///   "vcpus": 1,
-///   "disks": [{"path": "disk.img", "readonly": false, "watchdog_ms": 500, "restart_policy": {"budget": 20}}],
+///   "disks": [{"path": "disk.img", "readonly": false, "cache": "none", "watchdog_ms": 500, "restart_policy": {"budget": 20}}],
 ///   "nets": [{"tap": "tap0", "mac": "52:54:00:12:34:56"}],
 ///   "restart_policy": {"budget": 100, "window_seconds": 60, "initial_backoff_ms": 10, "max_backoff_ms": 1000},
 ///   "watchdog_ms": 1000,
@@ -26,6 +26,8 @@ struct VMSpec: Decodable {
     struct Disk: Decodable {
         var path: String
         var readonly: Bool?
+        /// "none" (O_DIRECT) or "writeback" (the default), as `--disk PATH,cache=`.
+        var cache: String?
         /// This disk's domain only; the top-level values otherwise.
         var restart_policy: Policy?
         var watchdog_ms: Double?

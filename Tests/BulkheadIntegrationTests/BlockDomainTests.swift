@@ -153,6 +153,7 @@ final class BackgroundRun: @unchecked Sendable {
     let out = Pipe(), err = Pipe()
     private var outData = Data(), errData = Data()
     private let group = DispatchGroup()
+    private let lock = NSLock()
 
     /// Runs `executable` (default: `bulkhead`; the net tests run it through `ip netns exec`,
     /// which execs it in place, so the pid is still the core's).
@@ -164,12 +165,20 @@ final class BackgroundRun: @unchecked Sendable {
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
         try process.run()
         group.enter()
-        DispatchQueue.global().async { self.outData = self.out.fileHandleForReading.readDataToEndOfFile(); self.group.leave() }
+        DispatchQueue.global().async {
+            while case let chunk = self.out.fileHandleForReading.availableData, !chunk.isEmpty {
+                self.lock.withLock { self.outData.append(chunk) }
+            }
+            self.group.leave()
+        }
         group.enter()
         DispatchQueue.global().async { self.errData = self.err.fileHandleForReading.readDataToEndOfFile(); self.group.leave() }
     }
 
     var isRunning: Bool { process.isRunning }
+
+    /// What the VM printed on its serial console so far.
+    var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
 
     /// The pid of the child process serving `id` (its comm is the device id; a warm standby
     /// is `<id>-standby`).
@@ -207,7 +216,7 @@ final class BackgroundRun: @unchecked Sendable {
         process.waitUntilExit()
         group.wait()
         return ProcessResult(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
-                             stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self),
+                             stdout: stdoutSoFar, stderr: String(decoding: errData, as: UTF8.self),
                              timedOut: timedOut)
     }
 }

@@ -92,6 +92,9 @@ struct BadInputTests {
             ("no kernel and no test guest", ["run"], ["BULKHEAD_GUEST": "/nonexistent/guest.elf"], "cannot read kernel /nonexistent/guest.elf"),
             ("missing disk", ["run", "--kernel", mini, "--disk", "/nonexistent/disk.img"], [:], "--disk /nonexistent/disk.img: cannot open"),
             ("bad disk option", ["run", "--kernel", mini, "--disk", "/tmp/x.img,fast"], [:], "unknown option \"fast\""),
+            ("bad cache mode", ["run", "--kernel", mini, "--disk", "/tmp/x.img,cache=fast"], [:], "--disk /tmp/x.img,cache=fast: unknown cache mode \"fast\""),
+            ("O_DIRECT on a size that is not whole blocks", ["run", "--kernel", mini, "--disk", "/bin/ls,readonly,cache=none"], [:],
+             "--disk /bin/ls,cache=none: \(BadInputTests.size("/bin/ls")) bytes is not a multiple of 4096"),
             ("bad fault schedule", ["run", "--kernel", mini, "--inject-fault", "blk0:crash"], [:], "--inject-fault blk0:crash: expected"),
             ("no domain executable", ["run", "--kernel", mini, "--disk", "/bin/ls,readonly"], ["BULKHEAD_DOMAIN": "/nonexistent/bulkhead-domain"],
              "/nonexistent/bulkhead-domain is missing or not executable"),
@@ -99,6 +102,10 @@ struct BadInputTests {
             ("missing spec file", ["run", "--config", "/nonexistent/vm.json"], [:], "--config /nonexistent/vm.json: cannot read"),
         ]
     }()
+
+    static func size(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? -1
+    }
 
     @Test(arguments: cases.indices)
     func rejected(index: Int) throws {

@@ -34,7 +34,11 @@ enum BlockDomain {
         // the host's filesystem (a write past it is SIGXFSZ, and the domain is restarted).
         var disk = stat()
         let size: UInt64? = fstat(DomainFileDescriptors.backend, &disk) == 0 && disk.st_size > 0 ? UInt64(disk.st_size) : nil
-        return VirtioDomain.run(id: id, arguments: arguments, seccomp: .block, maxFileSize: size) { BlockServer(context: $0).run() }
+        // O_DIRECT (`cache=none`) and its alignment are found now: `fcntl` is not in the allowlist.
+        let directAlignment = FileBlockStorage.probeDirectAlignment(fd: DomainFileDescriptors.backend)
+        return VirtioDomain.run(id: id, arguments: arguments, seccomp: .block, maxFileSize: size) {
+            BlockServer(context: $0, directAlignment: directAlignment).run()
+        }
     }
 }
 
@@ -54,7 +58,13 @@ final class BlockServer: VirtioDomainServer {
     var slowMicroseconds: UInt32 = 0
     var brokenQueueStatus: Int32?
 
-    init(context: DomainContext) { self.context = context }
+    /// nil: buffered I/O; otherwise the disk fd is O_DIRECT with this alignment.
+    let directAlignment: Int?
+
+    init(context: DomainContext, directAlignment: Int?) {
+        self.context = context
+        self.directAlignment = directAlignment
+    }
 
     func run() -> Int32 {
         region.publish(.starting)
@@ -82,7 +92,8 @@ final class BlockServer: VirtioDomainServer {
             throw VirtioError(.invalidConfiguration, "Attach carries no ready request queue")
         }
         if engine == nil {
-            let storage = try FileBlockStorage(file: FileDescriptor(owning: DomainFileDescriptors.backend), readOnly: attach.readOnly)
+            let storage = try FileBlockStorage(
+                file: FileDescriptor(owning: DomainFileDescriptors.backend), readOnly: attach.readOnly, directAlignment: directAlignment)
             engine = BlockRequestEngine(storage: storage, id: "bulkhead-\(id)")
         }
         let memory = try GuestRAM(base: guestBase, memorySize: guestSize)

@@ -78,4 +78,8 @@ int blk_reap(struct blk_dev *b, struct blk_done *out, int max);
  * still in flight is counted in io_errors. A silent device is re-notified
  * once a second. */
 int blk_wait(struct blk_dev *b, struct blk_done *out, int max);
+/* The region a workload uses: [0, *bytes) rounded down to 4 KiB, the whole
+ * disk when !have_bytes. NULL, or the reason it is unusable: bad-bytes,
+ * bytes-beyond-disk. */
+const char *blk_region(const struct blk_dev *b, bool have_bytes, u64 *bytes);
 #endif

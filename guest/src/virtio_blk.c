@@ -161,3 +161,13 @@ int blk_wait(struct blk_dev *b, struct blk_done *out, int max)
     b->inflight = 0;
     return -1;
 }
+
+const char *blk_region(const struct blk_dev *b, bool have_bytes, u64 *bytes)
+{
+    u64 disk = b->capacity * 512;
+    if (!have_bytes) *bytes = disk;
+    *bytes &= ~(u64)4095;
+    if (*bytes == 0) return "bad-bytes";
+    if (*bytes > disk) return "bytes-beyond-disk";
+    return NULL;
+}

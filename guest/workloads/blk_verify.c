@@ -2,6 +2,7 @@
  * virtio-blk disk, read them back and check them, for a number of passes.
  * The on-disk format is documented in guest/README.md and recomputed by
  * guest/tools/check-blk-verify.py; keep the three in step. */
+#include "blkfmt.h"
 #include "cmdline.h"
 #include "lib.h"
 #include "mem.h"
@@ -15,34 +16,12 @@
 #define SECTORS      (BLOCK_SIZE / SECTOR_SIZE)
 #define WORDS        (SECTOR_SIZE / 8)
 #define BV_MAGIC     0x3146564b4c424842UL     /* "BHBLKVF1" little-endian */
-#define BV_GOLDEN    0x9e3779b97f4a7c15UL
 #define MAX_REPORT   8
-
-static inline u64 mix64(u64 z)    /* splitmix64 finalizer */
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;
-    return z ^ (z >> 31);
-}
-
-/* Expected content of sector s of block `block` (see README). */
-static inline u64 sector_key(u64 block, u64 seed, u64 w3)
-{
-    return mix64(block ^ mix64(seed ^ mix64(w3)));
-}
 
 static void fill_block(u64 *w, u64 block, u64 seed, u32 pass)
 {
-    for (u32 s = 0; s < SECTORS; s++, w += WORDS) {
-        u64 w3 = (u64)pass | ((u64)s << 32);
-        u64 key = sector_key(block, seed, w3);
-        w[0] = BV_MAGIC;
-        w[1] = block;
-        w[2] = seed;
-        w[3] = w3;
-        w[4] = mix64(key ^ BV_MAGIC);
-        for (u32 i = 5; i < WORDS; i++) w[i] = key ^ (i * BV_GOLDEN);
-    }
+    for (u32 s = 0; s < SECTORS; s++, w += WORDS)
+        blkfmt_fill_sector(w, BV_MAGIC, block, seed, (u64)pass | ((u64)s << 32));
 }
 
 /* Returns the number of bad sectors; *first = the first bad one. */
@@ -50,12 +29,7 @@ static int check_block(const u64 *w, u64 block, u64 seed, u32 pass, int *first)
 {
     int bad = 0;
     for (u32 s = 0; s < SECTORS; s++, w += WORDS) {
-        u64 w3 = (u64)pass | ((u64)s << 32);
-        u64 key = sector_key(block, seed, w3);
-        u64 diff = (w[0] ^ BV_MAGIC) | (w[1] ^ block) | (w[2] ^ seed) | (w[3] ^ w3) |
-                   (w[4] ^ mix64(key ^ BV_MAGIC));
-        for (u32 i = 5; i < WORDS; i++) diff |= w[i] ^ key ^ (i * BV_GOLDEN);
-        if (diff) {
+        if (blkfmt_sector_diff(w, BV_MAGIC, block, seed, (u64)pass | ((u64)s << 32))) {
             if (!bad) *first = (int)s;
             bad++;
         }
@@ -186,14 +160,9 @@ static bool run(void)
         return false;
     }
     struct blk_dev *b = &v->blk;
-    u64 disk = b->capacity * 512;
-    if (!have_bytes) bytes = disk;
-    bytes &= ~(u64)(BLOCK_SIZE - 1);
-    const char *bad = NULL;
-    if (bytes == 0) bad = "bad-bytes";
-    else if (bytes > disk) bad = "bytes-beyond-disk";
-    else if (passes == 0) bad = "bad-passes";
-    else if (b->ro && !verify_only) bad = "read-only";
+    const char *bad = blk_region(b, have_bytes, &bytes);
+    if (!bad && passes == 0) bad = "bad-passes";
+    if (!bad && b->ro && !verify_only) bad = "read-only";
     if (bad) {
         result_kv("writes=0 reads=0 mismatches=0 io_errors=0 bytes=%lu seconds=0.000 reason=%s", bytes, bad);
         return false;

@@ -1,6 +1,7 @@
 import BulkheadChannel
 import BulkheadKVM
 import BulkheadSystem
+import CBulkheadLinux
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -52,7 +53,12 @@ extension Machine {
         let id = "blk\(index)"
         let file: FileDescriptor
         do {
-            file = try FileDescriptor.open(disk.path, flags: disk.readOnly ? O_RDONLY : O_RDWR)
+            let direct = disk.cache == .none ? BH_O_DIRECT : 0
+            file = try FileDescriptor.open(disk.path, flags: (disk.readOnly ? O_RDONLY : O_RDWR) | direct)
+        } catch where error.errno.rawValue == EINVAL && disk.cache == .none {
+            throw CoreError(.invalidConfiguration(
+                "--disk \(disk.path),cache=none: the file system does not support O_DIRECT; use cache=writeback or put the image elsewhere"),
+                underlying: error)
         } catch {
             throw CoreError(.invalidConfiguration("--disk \(disk.path): cannot open: \(error.errno)"), underlying: error)
         }
@@ -62,6 +68,10 @@ extension Machine {
         }
         guard size >= 512 else {
             throw CoreError(.invalidConfiguration("--disk \(disk.path): \(size) bytes; a disk needs at least one 512-byte sector"))
+        }
+        guard disk.cache != .none || size % 4096 == 0 else {
+            throw CoreError(.invalidConfiguration(
+                "--disk \(disk.path),cache=none: \(size) bytes is not a multiple of 4096 (O_DIRECT moves whole blocks); resize it, e.g. truncate -s"))
         }
         let capacity = UInt64(size) / VirtioBlock.sectorSize
         let description = VirtioBlock.description(capacitySectors: capacity, readOnly: disk.readOnly)

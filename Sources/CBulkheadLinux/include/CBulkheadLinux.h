@@ -68,6 +68,8 @@ static inline int bh_ioctl_val(int fd, unsigned long request, unsigned long arg)
 }
 
 static inline int bh_open(const char *path, int flags) { return open(path, flags | O_CLOEXEC); }
+/* Bypass the host page cache (`--disk PATH,cache=none`); needs _GNU_SOURCE, which Swift's Glibc lacks. */
+static const int BH_O_DIRECT = O_DIRECT;
 
 static inline int bh_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
