@@ -26,6 +26,17 @@ protocol VirtioDomainServer: AnyObject {
     /// `Reset`, or a failed `Attach`: forget the queues.
     func detachQueues()
     func sendStats()
+    /// An emulated device's register access (`RegisterRead`/`RegisterWrite`, `value` nil for a
+    /// read); returns what the `RegisterReadReply` carries (0 for a write). Virtio kinds have
+    /// no forwarded registers: the default reports a protocol fault and answers all ones.
+    func registerAccess(bar: UInt32, offset: UInt64, size: UInt32, write value: UInt64?, sequence: UInt64) -> UInt64
+}
+
+extension VirtioDomainServer {
+    func registerAccess(bar: UInt32, offset: UInt64, size: UInt32, write value: UInt64?, sequence: UInt64) -> UInt64 {
+        send(.faultReport(.init(kind: "protocol", detail: "a \(value == nil ? "read" : "write") of register \(offset) of a device without registers")))
+        return .max
+    }
 }
 
 /// The exit status of a domain whose queue is broken (EX_TEMPFAIL).
@@ -175,6 +186,12 @@ extension VirtioDomainServer {
             send(.pong(.init(sequence: ping.sequence, sentNanoseconds: ping.sentNanoseconds)))
         case .injectFault(let fault):
             return inject(fault)
+        case .registerRead(let read):
+            let value = registerAccess(bar: read.bar, offset: read.offset, size: read.size, write: nil, sequence: read.sequence)
+            send(.registerReadReply(.init(sequence: read.sequence, value: value)))
+        case .registerWrite(let write):
+            let value = registerAccess(bar: write.bar, offset: write.offset, size: write.size, write: write.value, sequence: write.sequence)
+            send(.registerReadReply(.init(sequence: write.sequence, value: value)))
         default:
             send(.faultReport(.init(kind: "protocol", detail: "unexpected message from the core")))
         }

@@ -119,7 +119,7 @@ extension ControlMessage {
             return .registerReadReply(RegisterReadReply(sequence: m.seq, value: m.value))
         case BULKHEAD__ENVELOPE__BODY_REGISTER_WRITE:
             guard let m = envelope.register_write?.pointee else { throw missing("RegisterWrite") }
-            return .registerWrite(RegisterWrite(bar: m.bar, offset: m.offset, size: m.size, value: m.value))
+            return .registerWrite(RegisterWrite(bar: m.bar, offset: m.offset, size: m.size, value: m.value, sequence: m.seq))
         case BULKHEAD__ENVELOPE__BODY_INJECT_FAULT:
             guard let m = envelope.inject_fault?.pointee else { throw missing("InjectFault") }
             guard let kind = InjectFault.Kind(rawValue: m.kind.rawValue) else {

@@ -176,6 +176,7 @@ extension ControlMessage {
             c.offset = write.offset
             c.size = write.size
             c.value = write.value
+            c.seq = write.sequence
             return wrap(&c, BULKHEAD__ENVELOPE__BODY_REGISTER_WRITE) { $0.register_write = $1 }
         case .injectFault(let fault):
             var c = Bulkhead__InjectFault()

@@ -224,11 +224,14 @@ extension ControlMessage {
         public var offset: UInt64
         public var size: UInt32
         public var value: UInt64
-        public init(bar: UInt32, offset: UInt64, size: UInt32, value: UInt64) {
+        /// Echoed in the `RegisterReadReply` that acknowledges the write.
+        public var sequence: UInt64
+        public init(bar: UInt32, offset: UInt64, size: UInt32, value: UInt64, sequence: UInt64) {
             self.bar = bar
             self.offset = offset
             self.size = size
             self.value = value
+            self.sequence = sequence
         }
     }
 

@@ -29,7 +29,7 @@ let everyMessage: [ControlMessage] = [
     .log(.init(level: .trace, message: "")),
     .registerRead(.init(bar: 0, offset: 0x1c, size: 4, sequence: 9)),
     .registerReadReply(.init(sequence: 9, value: 0xdead_beef)),
-    .registerWrite(.init(bar: 2, offset: 0x100, size: 8, value: .max)),
+    .registerWrite(.init(bar: 2, offset: 0x100, size: 8, value: .max, sequence: 9)),
 ] + ControlMessage.InjectFault.Kind.allCases.map { .injectFault(.init(kind: $0, argument: 99)) }
     + ControlMessage.Log.Level.allCases.map { .log(.init(level: $0, message: "level")) }
 

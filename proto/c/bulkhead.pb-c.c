@@ -1659,7 +1659,7 @@ const ProtobufCMessageDescriptor bulkhead__register_read_reply__descriptor =
   (ProtobufCMessageInit) bulkhead__register_read_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor bulkhead__register_write__field_descriptors[4] =
+static const ProtobufCFieldDescriptor bulkhead__register_write__field_descriptors[5] =
 {
   {
     "bar",
@@ -1709,17 +1709,30 @@ static const ProtobufCFieldDescriptor bulkhead__register_write__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "seq",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Bulkhead__RegisterWrite, seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned bulkhead__register_write__field_indices_by_name[] = {
   0,   /* field[0] = bar */
   1,   /* field[1] = offset */
+  4,   /* field[4] = seq */
   2,   /* field[2] = size */
   3,   /* field[3] = value */
 };
 static const ProtobufCIntRange bulkhead__register_write__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor bulkhead__register_write__descriptor =
 {
@@ -1729,7 +1742,7 @@ const ProtobufCMessageDescriptor bulkhead__register_write__descriptor =
   "Bulkhead__RegisterWrite",
   "bulkhead",
   sizeof(Bulkhead__RegisterWrite),
-  4,
+  5,
   bulkhead__register_write__field_descriptors,
   bulkhead__register_write__field_indices_by_name,
   1,  bulkhead__register_write__number_ranges,

@@ -40,7 +40,7 @@ let messages: [(String, ControlMessage)] = [
     ("log", .log(.init(level: .warning, message: "recovered 2 requests"))),
     ("register-read", .registerRead(.init(bar: 0, offset: 0x70, size: 4, sequence: 9))),
     ("register-read-reply", .registerReadReply(.init(sequence: 9, value: 0xf))),
-    ("register-write", .registerWrite(.init(bar: 0, offset: 0x70, size: 4, value: 0xf))),
+    ("register-write", .registerWrite(.init(bar: 0, offset: 0x70, size: 4, value: 0xf, sequence: 3))),
     ("inject-fault", .injectFault(.init(kind: .slow, argument: 500))),
 ]
 for (name, message) in messages { write("FuzzControlMessage", name, message.encode()) }

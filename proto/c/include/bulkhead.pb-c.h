@@ -381,7 +381,10 @@ struct  Bulkhead__RegisterRead
 
 
 /*
- * Domain -> core: the value of a RegisterRead.
+ * Domain -> core: the answer to a RegisterRead (its value) or to a RegisterWrite (value 0:
+ * applied). The vCPU that made the access waits for it. A domain that has already applied
+ * the access with this seq (recorded in its device-state area; the core re-sends the
+ * access it was waiting for to a restarted domain) answers again without applying it twice.
  */
 struct  Bulkhead__RegisterReadReply
 {
@@ -395,7 +398,8 @@ struct  Bulkhead__RegisterReadReply
 
 
 /*
- * Core -> domain: the guest wrote a register of an emulated device (posted, no reply).
+ * Core -> domain: the guest wrote a register of an emulated device; answered by a
+ * RegisterReadReply with the same seq once applied.
  */
 struct  Bulkhead__RegisterWrite
 {
@@ -404,10 +408,11 @@ struct  Bulkhead__RegisterWrite
   uint64_t offset;
   uint32_t size;
   uint64_t value;
+  uint64_t seq;
 };
 #define BULKHEAD__REGISTER_WRITE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&bulkhead__register_write__descriptor) \
-    , 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0 }
 
 
 /*
