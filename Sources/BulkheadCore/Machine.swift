@@ -85,10 +85,12 @@ public final class Machine: @unchecked Sendable {
         var devices: [(base: GuestAddress, size: UInt64, device: any MMIODevice)] = []
         var supervisors: [DomainSupervisor] = []
         var announcements: [String] = []
-        // Disks first (blk0, blk1, ...), then NICs (net0, ...): device `slot` is at
-        // base + slot * 0x200 with IRQ 5 + slot.
+        // Disks first (blk0, blk1, ...), then virtio NICs (net0, ...): virtio device `slot` is
+        // at base + slot * 0x200 with IRQ 5 + slot. Emulated NICs (model=rtl8139) are PCI
+        // functions instead, devices 1, 2, ... on bus 0.
+        let virtioNets = configuration.nets.indices.filter { configuration.nets[$0].model == .virtio }
         let diskCount = configuration.disks.count
-        for slot in 0..<(diskCount + configuration.nets.count) {
+        for slot in 0..<(diskCount + virtioNets.count) {
             let base = GuestAddress(Self.virtioMMIOBase + UInt64(slot) * VirtioMMIOTransport.regionSize)
             let irq = Self.virtioFirstIRQ + UInt32(slot)
             let (transport, supervisor): (any MMIODevice, DomainSupervisor)
@@ -97,13 +99,22 @@ public final class Machine: @unchecked Sendable {
                     index: slot, disk: configuration.disks[slot], base: base, irq: irq, vm: vm, memory: memory,
                     configuration: configuration, logger: logger, events: events)
             } else {
+                let index = virtioNets[slot - diskCount]
                 (transport, supervisor) = try Self.makeNetDevice(
-                    index: slot - diskCount, net: configuration.nets[slot - diskCount], base: base, irq: irq, vm: vm,
+                    index: index, net: configuration.nets[index], base: base, irq: irq, vm: vm,
                     memory: memory, configuration: configuration, logger: logger, events: events)
             }
             devices.append((base: base, size: VirtioMMIOTransport.regionSize, device: transport))
             supervisors.append(supervisor)
             announcements.append("virtio_mmio.device=\(VirtioMMIOTransport.regionSize)@\(base):\(irq)")
+        }
+        var pciFunctions: [PCIFunction] = []
+        for index in configuration.nets.indices where configuration.nets[index].model == .rtl8139 {
+            let (function, supervisor) = try Self.makeEmulatedNIC(
+                index: index, pciIndex: pciFunctions.count, net: configuration.nets[index], vm: vm, memory: memory,
+                configuration: configuration, logger: logger, events: events)
+            pciFunctions.append(function)
+            supervisors.append(supervisor)
         }
         self.supervisors = supervisors
         mmio = MMIOBus(devices)
@@ -136,11 +147,16 @@ public final class Machine: @unchecked Sendable {
         serial = Serial16550(output: consoleOutput, setIRQ: { level in
             try? vm.setIRQLine(Serial16550.com1IRQ, level: level)
         })
-        bus = IOBus([
+        var ports: [(base: UInt16, count: UInt16, device: any PortIODevice)] = [
             (base: Serial16550.com1Port, count: 8, device: serial),
             (base: DebugExit.port, count: DebugExit.portCount, device: DebugExit { code in stop.request(.debugExit(code: code)) }),
             (base: I8042.dataPort, count: 5, device: I8042 { stop.request(.reset) }),
-        ])
+        ]
+        if !pciFunctions.isEmpty {
+            ports.append((base: PCIBus.configAddressPort, count: PCIBus.portCount, device: PCIBus(functions: pciFunctions)))
+            ports.append((base: PCIIOWindow.base, count: PCIIOWindow.count, device: PCIIOWindow(functions: pciFunctions)))
+        }
+        bus = IOBus(ports)
         logger.debug("machine created", metadata: [
             "kernel.path": "\(path)", "pvh.entry": "0x\(String(boot.entry, radix: 16))",
             "memory.bytes": "\(configuration.memorySize)", "vcpus": "\(configuration.vcpus)",

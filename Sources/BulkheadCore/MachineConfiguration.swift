@@ -152,10 +152,21 @@ extension DiskConfiguration.Cache {
     }
 }
 
-/// A NIC on a host tap device, served by a virtio-net domain (`--net tap=IFNAME[,mac=MAC]`).
+/// A NIC on a host tap device, served by a driver domain
+/// (`--net tap=IFNAME[,mac=MAC][,model=virtio|rtl8139]`).
 public struct NetConfiguration: Sendable, Equatable {
+    /// What the guest sees.
+    public enum Model: String, Sendable, Equatable, CaseIterable {
+        /// virtio-net on virtio-mmio, served by a `net` domain straight from guest memory.
+        case virtio
+        /// An emulated Realtek RTL8139 on PCI: every access to its I/O BAR is forwarded to an
+        /// `rtl8139` domain as a message (the NIC stock guests drive with `8139too`).
+        case rtl8139
+    }
+
     /// The tap interface; the core creates it when it does not exist.
     public var tap: String
+    public var model: Model = .virtio
     /// The guest's MAC address; nil: a locally administered one derived from the device index.
     public var mac: [UInt8]?
     /// This NIC's domain's restart policy and watchdog deadline, when they differ from the
@@ -168,10 +179,11 @@ public struct NetConfiguration: Sendable, Equatable {
         self.mac = mac
     }
 
-    /// Parses `tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx]`; errors name the option.
+    /// Parses `tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx][,model=virtio|rtl8139]`; errors name the option.
     public static func parse(_ text: String) throws(CoreError) -> NetConfiguration {
         var tap: String?
         var mac: [UInt8]?
+        var model = Model.virtio
         for option in text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
             let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
             switch (pair.first ?? "", pair.count) {
@@ -189,14 +201,22 @@ public struct NetConfiguration: Sendable, Equatable {
                     throw CoreError(.invalidConfiguration("--net \(text): mac \(pair[1]) is a multicast address"))
                 }
                 mac = parsed
+            case ("model", 2):
+                guard let parsed = Model(rawValue: pair[1]) else {
+                    throw CoreError(.invalidConfiguration("--net \(text): unknown model \"\(pair[1])\" (known: virtio, rtl8139)"))
+                }
+                model = parsed
             default:
-                throw CoreError(.invalidConfiguration("--net \(text): unknown option \"\(option)\" (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx])"))
+                throw CoreError(.invalidConfiguration(
+                    "--net \(text): unknown option \"\(option)\" (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx][,model=virtio|rtl8139])"))
             }
         }
         guard let tap else {
-            throw CoreError(.invalidConfiguration("--net \(text): no tap=IFNAME (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx])"))
+            throw CoreError(.invalidConfiguration("--net \(text): no tap=IFNAME (expected tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx][,model=virtio|rtl8139])"))
         }
-        return NetConfiguration(tap: tap, mac: mac)
+        var net = NetConfiguration(tap: tap, mac: mac)
+        net.model = model
+        return net
     }
 
     static func parseMAC(_ text: String) -> [UInt8]? {

@@ -30,8 +30,9 @@ struct MachineOptions: ParsableArguments {
     var disks: [String] = []
 
     @Option(name: .customLong("net"), help: ArgumentHelp(
-        "A NIC on a host tap device (created when missing), served by a virtio-net driver domain: "
-            + "tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx]. Repeat for more NICs.", valueName: "net"))
+        "A NIC on a host tap device (created when missing), served by a driver domain: "
+            + "tap=IFNAME[,mac=xx:xx:xx:xx:xx:xx][,model=virtio|rtl8139] (virtio-net, or an emulated RTL8139 on PCI). "
+            + "Repeat for more NICs.", valueName: "net"))
     var nets: [String] = []
 
     @Option(help: ArgumentHelp("Restarts a domain may use within --restart-window before its device fails (default 100).", valueName: "n"))
@@ -80,7 +81,8 @@ struct MachineOptions: ParsableArguments {
             }
             for disk in disks { configuration.disks.append(try DiskConfiguration.parse(disk)) }
             for net in spec.nets ?? [] {
-                configuration.nets.append(try NetConfiguration.parse("tap=\(net.tap)" + (net.mac.map { ",mac=\($0)" } ?? "")))
+                configuration.nets.append(try NetConfiguration.parse(
+                    "tap=\(net.tap)" + (net.mac.map { ",mac=\($0)" } ?? "") + (net.model.map { ",model=\($0)" } ?? "")))
             }
             for net in nets { configuration.nets.append(try NetConfiguration.parse(net)) }
         } catch {

@@ -36,6 +36,8 @@ struct VMSpec: Decodable {
     struct Net: Decodable {
         var tap: String
         var mac: String?
+        /// "virtio" (the default) or "rtl8139", as `--net ...,model=`.
+        var model: String?
         /// This NIC's domain only; the top-level values otherwise.
         var restart_policy: Policy?
         var watchdog_ms: Double?

@@ -62,6 +62,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         public var requests: UInt64
         /// Requests the core answered with an I/O error after the device failed.
         public var failedRequests: UInt64
+        /// Register accesses forwarded to an emulated device's domain and answered, and the
+        /// round trips (vCPU exit handled → answer seen) of the last 4096, in µs.
+        public var registerAccesses: UInt64 = 0
+        public var registerRoundTripMicroseconds: [Double] = []
     }
 
     let spec: Specification
@@ -104,7 +108,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var active: DomainHandle?
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let sendLock = Mutex(())
     private let wakeup: FileDescriptor
     /// Control-path probe (`ping(count:)`): the last sequence sent, and the last `Pong` seen
@@ -112,6 +116,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private let pingSequence = Mutex<UInt64>(0)
     private let lastPong = Mutex<(sequence: UInt64, nanoseconds: UInt64)?>(nil)
     private var thread: DedicatedThread?
+    /// An emulated device's register access waiting for the domain's answer.
+    let registers = RegisterForwarding()
 
     init(spec: Specification, guestMemory: GuestMemory, backend: consuming FileDescriptor, irqfd: SharedFileDescriptor,
          kicks: [SharedFileDescriptor], logger: Logger, events: DomainEventLog,
@@ -194,7 +200,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     public var report: Report {
         state.withLock { s in
             Report(id: spec.id, restarts: s.restartTimes.count, failed: s.failed, exitReasons: s.exitReasons,
-                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal, failedRequests: s.failedRequests)
+                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal, failedRequests: s.failedRequests,
+                   registerAccesses: registers.roundTrips.count, registerRoundTripMicroseconds: registers.roundTrips.microseconds)
         }
     }
 
@@ -492,9 +499,11 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         case .pong(let pong):
             let now = ControlChannel.monotonicNanoseconds()
             lastPong.withLock { $0 = (pong.sequence, now &- pong.sentNanoseconds) }
+        case .registerReadReply(let reply):
+            registers.complete(reply)
         case .resetDone:
             break
-        case .attach, .reset, .shutdown, .ping, .registerRead, .registerWrite, .injectFault, .registerReadReply:
+        case .attach, .reset, .shutdown, .ping, .registerRead, .registerWrite, .injectFault:
             return .protocolFault("domain sent a message only the core may send")
         }
         return nil
@@ -516,7 +525,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                                  guestMemorySize: guestMemorySize, eventIndex: activation.driverFeatures & (1 << 29) != 0,
                                  readOnly: spec.readOnly, capacitySectors: spec.capacitySectors, config: spec.config))
         }
-        if let attach { send(attach) }
+        if let attach {
+            send(attach)
+            resendPendingRegisterAccess()
+        }
     }
 
     private func recordExit(_ reason: ExitReason) {
@@ -579,7 +591,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         return true
     }
 
-    private func send(_ message: ControlMessage) {
+    func send(_ message: ControlMessage) {
         sendLock.withLock { _ in
             do { try channel.send(message) } catch {
                 logger.debug("cannot send to domain", metadata: ["domain.id": "\(spec.id)", "error": "\(error)"])
@@ -621,14 +633,20 @@ extension Logger.Level {
 extension DomainSupervisor.Report {
     /// One line: `domain blk0 restarts=3 failed=no requests=1200 recovery_ms_median=1.20
     /// recovery_ms_p99=2.31 reasons="killed by SIGKILL" x3`.
+    static func medianAndP99(_ values: [Double]) -> (Double, Double)? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)])
+    }
+
     public var summary: String {
         var line = "domain \(id) restarts=\(restarts) failed=\(failed ? "yes" : "no") requests=\(requests)"
         if failed { line += " failed_requests=\(failedRequests)" }
-        let sorted = recoveryMilliseconds.sorted()
-        if !sorted.isEmpty {
-            let median = sorted[sorted.count / 2]
-            let p99 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]
-            line += " recoveries=\(sorted.count) recovery_ms_median=\(format(median)) recovery_ms_p99=\(format(p99))"
+        if let (median, p99) = Self.medianAndP99(recoveryMilliseconds) {
+            line += " recoveries=\(recoveryMilliseconds.count) recovery_ms_median=\(format(median)) recovery_ms_p99=\(format(p99))"
+        }
+        if let (median, p99) = Self.medianAndP99(registerRoundTripMicroseconds) {
+            line += " register_accesses=\(registerAccesses) register_rtt_us_median=\(format(median)) register_rtt_us_p99=\(format(p99))"
         }
         var counts: [(String, Int)] = []
         for reason in exitReasons {
@@ -669,6 +687,7 @@ extension DomainSupervisor {
     /// True when the guest has made requests the domain has not taken, or the domain holds
     /// requests it has not completed (read from guest memory and the recovery area).
     func workPending() -> Bool {
+        if registers.hasPending { return true } // a vCPU waits on a register access
         guard let activation = state.withLock({ $0.activation }) else { return false }
         for (index, queue) in activation.queues.enumerated() where queue.ready && index < ControlRegionLayout.maxQueues {
             let block = region.queueRecovery(index)

@@ -1,0 +1,203 @@
+import Synchronization
+
+/// PCI bus 0 for emulated devices, reached through configuration mechanism #1 (ports
+/// 0xCF8 address, 0xCFC–0xCFF data), as on every PC: Linux probes it without ACPI help.
+///
+/// Device 0 is a host bridge; emulated devices follow at devices 1, 2, ... Each has one I/O
+/// BAR (BAR 0), which the core assigns before boot the way firmware would
+/// (`PCIIOWindow.base + 0x100·i`) and the guest may move anywhere in the window. Accesses
+/// to the window go to the function whose enabled BAR covers the port (`PCIIOWindow`).
+/// Configuration space lives in the core: the core must know where the BARs are to route
+/// their accesses; what is behind the BAR is the device's (a driver domain's).
+public final class PCIBus: PortIODevice {
+    public static let configAddressPort: UInt16 = 0xcf8
+    public static let portCount: UInt16 = 8
+
+    let functions: [PCIFunction]
+    /// The last value written to CONFIG_ADDRESS.
+    private let address = Mutex<UInt32>(0)
+
+    /// `functions[i]` becomes device `i + 1` on bus 0.
+    public init(functions: [PCIFunction]) {
+        self.functions = functions
+    }
+
+    static let hostBridge = PCIFunction.Identity(vendorID: 0x1b36, deviceID: 0x0008, classCode: 0x060000, revision: 0)
+
+    public func read(offset: UInt16, size: Int) -> UInt32 {
+        let ones: UInt32 = size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1
+        if offset < 4 { return offset == 0 && size == 4 ? address.withLock { $0 } : ones }
+        guard let (function, register) = selected(byte: offset - 4) else { return ones }
+        let dword = function?.readConfig(register & ~3) ?? Self.hostBridgeConfig(register & ~3)
+        return (dword >> ((register & 3) * 8)) & ones
+    }
+
+    public func write(offset: UInt16, size: Int, value: UInt32) {
+        if offset < 4 {
+            // Only a 32-bit write to 0xCF8 is CONFIG_ADDRESS (0xCF9 is the reset register on
+            // chipsets that have one; here byte writes are ignored).
+            if offset == 0 && size == 4 { address.withLock { $0 = value } }
+            return
+        }
+        guard let (function, register) = selected(byte: offset - 4), let function else { return }
+        function.writeConfig(register, size: size, value: value)
+    }
+
+    /// The function CONFIG_ADDRESS selects (nil: the host bridge) and the register byte of the
+    /// data-port access; nil when nothing answers (disabled, another bus, an absent device).
+    private func selected(byte: UInt16) -> (PCIFunction?, UInt32)? {
+        let value = address.withLock { $0 }
+        guard value & 0x8000_0000 != 0 else { return nil }
+        let bus = (value >> 16) & 0xff, device = Int((value >> 11) & 0x1f), function = (value >> 8) & 0x7
+        guard bus == 0, function == 0 else { return nil }
+        let register = (value & 0xfc) + UInt32(byte)
+        if device == 0 { return (nil, register) }
+        guard device - 1 < functions.count else { return nil }
+        return (functions[device - 1], register)
+    }
+
+    static func hostBridgeConfig(_ register: UInt32) -> UInt32 {
+        switch register {
+        case 0x00: return UInt32(hostBridge.deviceID) << 16 | UInt32(hostBridge.vendorID)
+        case 0x04: return 0x0000_0006 // memory + bus master enabled
+        case 0x08: return hostBridge.classCode << 8 | UInt32(hostBridge.revision)
+        default: return 0
+        }
+    }
+}
+
+/// One PCI function: its identity, a configuration space, and one I/O BAR served by `device`.
+public final class PCIFunction: Sendable {
+    public struct Identity: Sendable {
+        public var vendorID: UInt16
+        public var deviceID: UInt16
+        /// Class, subclass, programming interface (e.g. 0x020000: Ethernet controller).
+        public var classCode: UInt32
+        public var revision: UInt8
+        public var subsystemVendorID: UInt16 = 0
+        public var subsystemID: UInt16 = 0
+
+        public init(vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8,
+                    subsystemVendorID: UInt16 = 0, subsystemID: UInt16 = 0) {
+            self.vendorID = vendorID
+            self.deviceID = deviceID
+            self.classCode = classCode
+            self.revision = revision
+            self.subsystemVendorID = subsystemVendorID
+            self.subsystemID = subsystemID
+        }
+    }
+
+    static let commandIO: UInt16 = 1 << 0
+    static let commandMemory: UInt16 = 1 << 1
+    static let commandBusMaster: UInt16 = 1 << 2
+    static let commandInterruptDisable: UInt16 = 1 << 10
+    static let writableCommandBits = commandIO | commandMemory | commandBusMaster | commandInterruptDisable
+
+    let identity: Identity
+    /// Bytes of the I/O BAR: a power of two, at least 4.
+    let ioSize: UInt32
+    let interruptPin: UInt8
+    let device: any PortIODevice
+
+    private struct Registers {
+        var command: UInt16 = 0
+        var bar0: UInt32
+        var cacheLineSize: UInt8 = 0
+        var latencyTimer: UInt8 = 0
+        var interruptLine: UInt8
+    }
+    private let registers: Mutex<Registers>
+
+    /// `ioBase` is where firmware would have put BAR 0; `interruptLine` the GSI its INTx
+    /// reaches (INTA#).
+    public init(identity: Identity, ioSize: UInt32, ioBase: UInt16, interruptLine: UInt8, device: any PortIODevice) {
+        precondition(ioSize >= 4 && ioSize & (ioSize - 1) == 0 && ioSize <= 0x1000, "I/O BAR size \(ioSize)")
+        self.identity = identity
+        self.ioSize = ioSize
+        self.interruptPin = 1
+        self.device = device
+        registers = Mutex(Registers(bar0: UInt32(ioBase) & ~(ioSize - 1), interruptLine: interruptLine))
+    }
+
+    /// Where BAR 0 decodes now: nil unless I/O decoding is on.
+    var ioRange: Range<UInt32>? {
+        registers.withLock { r in
+            guard r.command & Self.commandIO != 0, r.bar0 != 0 else { return nil }
+            return r.bar0..<(r.bar0 + ioSize)
+        }
+    }
+
+    func readConfig(_ register: UInt32) -> UInt32 {
+        registers.withLock { r in
+            switch register {
+            case 0x00: return UInt32(identity.deviceID) << 16 | UInt32(identity.vendorID)
+            case 0x04: return UInt32(r.command) // status 0: no capability list, no errors
+            case 0x08: return identity.classCode << 8 | UInt32(identity.revision)
+            case 0x0c: return UInt32(r.latencyTimer) << 8 | UInt32(r.cacheLineSize) // header type 0, no BIST
+            case 0x10: return r.bar0 | 1 // I/O space indicator
+            case 0x2c: return UInt32(identity.subsystemID) << 16 | UInt32(identity.subsystemVendorID)
+            case 0x3c: return UInt32(interruptPin) << 8 | UInt32(r.interruptLine)
+            default: return 0 // BARs 1-5, expansion ROM, capabilities: none
+            }
+        }
+    }
+
+    /// A write of `size` bytes at configuration byte `register`.
+    func writeConfig(_ register: UInt32, size: Int, value: UInt32) {
+        registers.withLock { r in
+            // Merge a narrow write into its dword, as the register sees it.
+            let shift = (register & 3) * 8
+            let mask: UInt32 = size >= 4 ? 0xffff_ffff : ((1 << (size * 8)) - 1) << shift
+            func merged(_ old: UInt32) -> UInt32 { (old & ~mask) | ((value << shift) & mask) }
+            switch register & ~3 {
+            case 0x04:
+                let command = UInt16(truncatingIfNeeded: merged(UInt32(r.command)))
+                r.command = command & Self.writableCommandBits // status bits: write-1-to-clear, none set
+            case 0x0c:
+                let dword = merged(UInt32(r.latencyTimer) << 8 | UInt32(r.cacheLineSize))
+                r.cacheLineSize = UInt8(truncatingIfNeeded: dword)
+                r.latencyTimer = UInt8(truncatingIfNeeded: dword >> 8)
+            case 0x10:
+                // I/O addresses are 16-bit; sizing writes all ones and reads back the size mask
+                // (0xff01 for 256 bytes). Only a BAR inside `PCIIOWindow` is reachable.
+                r.bar0 = merged(r.bar0) & ~(ioSize - 1) & 0xffff
+            case 0x3c:
+                r.interruptLine = UInt8(truncatingIfNeeded: merged(UInt32(r.interruptLine)))
+            default:
+                break
+            }
+        }
+    }
+}
+
+/// The I/O ports PCI BARs may decode (0xC000–0xFFFF, above every legacy device): a port goes
+/// to the function whose enabled BAR 0 covers it; ports nobody decodes read as all ones.
+public final class PCIIOWindow: PortIODevice {
+    public static let base: UInt16 = 0xc000
+    public static let count: UInt16 = 0x4000
+
+    let functions: [PCIFunction]
+
+    public init(functions: [PCIFunction]) { self.functions = functions }
+
+    public func read(offset: UInt16, size: Int) -> UInt32 {
+        let port = UInt32(Self.base) + UInt32(offset)
+        for function in functions {
+            if let range = function.ioRange, range.contains(port) {
+                return function.device.read(offset: UInt16(port - range.lowerBound), size: size)
+            }
+        }
+        return size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1
+    }
+
+    public func write(offset: UInt16, size: Int, value: UInt32) {
+        let port = UInt32(Self.base) + UInt32(offset)
+        for function in functions {
+            if let range = function.ioRange, range.contains(port) {
+                function.device.write(offset: UInt16(port - range.lowerBound), size: size, value: value)
+                return
+            }
+        }
+    }
+}
