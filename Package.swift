@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BulkheadProtocol", targets: ["BulkheadProtocol"]),
         .library(name: "BulkheadChannel", targets: ["BulkheadChannel"]),
         .library(name: "BulkheadVirtio", targets: ["BulkheadVirtio"]),
+        .library(name: "BulkheadEmulated", targets: ["BulkheadEmulated"]),
         .library(name: "BulkheadBoot", targets: ["BulkheadBoot"]),
         .library(name: "BulkheadCore", targets: ["BulkheadCore"]),
         .library(name: "BulkheadAPI", targets: ["BulkheadAPI"]),
@@ -42,6 +43,9 @@ let package = Package(
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
         // in-flight recovery) and the virtio-blk request engine. No Foundation.
         .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
+        // Emulated (non-virtio) devices a stock guest drives with its in-tree driver: the RTL8139
+        // register model, its transmit and receive ring in guest memory, its restartable state.
+        .target(name: "BulkheadEmulated", dependencies: ["BulkheadVirtio", "BulkheadSystem", "CBulkheadLinux"]),
         // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
         .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
         // Entering a domain's sandbox: namespaces, empty root, uid, capabilities, rlimits, seccomp.
@@ -83,6 +87,12 @@ let package = Package(
         .testTarget(name: "BulkheadProtocolTests", dependencies: ["BulkheadProtocol"]),
         .testTarget(name: "BulkheadChannelTests", dependencies: ["BulkheadChannel", "BulkheadProtocol", "BulkheadSystem"]),
         .testTarget(name: "BulkheadVirtioTests", dependencies: ["BulkheadVirtio"]),
+        // The RTL8139 model over a memfd as guest memory and a socket pair as the tap.
+        .testTarget(
+            name: "BulkheadEmulatedTests",
+            dependencies: ["BulkheadEmulated", "BulkheadVirtio", "BulkheadSystem", "BulkheadChannel", "BulkheadProtocol",
+                           "BulkheadSandbox", "BulkheadTestSupport", "CBulkheadLinux"]
+        ),
         .testTarget(name: "BulkheadSandboxTests", dependencies: ["BulkheadSandbox", "BulkheadSystem", "BulkheadTestSupport"]),
         // Boots real guests under real KVM by running the `bulkhead` executable.
         .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),
