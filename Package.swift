@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BulkheadProtocol", targets: ["BulkheadProtocol"]),
         .library(name: "BulkheadChannel", targets: ["BulkheadChannel"]),
         .library(name: "BulkheadVirtio", targets: ["BulkheadVirtio"]),
+        .library(name: "BulkheadEmulated", targets: ["BulkheadEmulated"]),
         .library(name: "BulkheadBoot", targets: ["BulkheadBoot"]),
         .library(name: "BulkheadCore", targets: ["BulkheadCore"]),
         .library(name: "BulkheadAPI", targets: ["BulkheadAPI"]),
@@ -42,6 +43,9 @@ let package = Package(
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
         // in-flight recovery) and the virtio-blk request engine. No Foundation.
         .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
+        // Emulated (non-virtio) devices a stock guest drives with its in-tree driver: the RTL8139
+        // register model, its transmit and receive ring in guest memory, its restartable state.
+        .target(name: "BulkheadEmulated", dependencies: ["BulkheadVirtio", "BulkheadSystem", "CBulkheadLinux"]),
         // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
         .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
         // Entering a domain's sandbox: namespaces, empty root, uid, capabilities, rlimits, seccomp.
@@ -49,8 +53,8 @@ let package = Package(
         // Every driver domain: `bulkhead-domain <kind> <id>`; one folder per kind under domains/.
         .executableTarget(
             name: "bulkhead-domain",
-            dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox", "CBulkheadLinux"],
-            path: "domains", exclude: ["README.md", "blk/README.md", "net/README.md", "probe/README.md"]
+            dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadEmulated", "BulkheadSandbox", "CBulkheadLinux"],
+            path: "domains", exclude: ["README.md", "blk/README.md", "net/README.md", "probe/README.md", "rtl8139/README.md"]
         ),
         // Boot protocols: ELF/PVH loader, hvm_start_info, memory map, ACPI tables. Pure logic.
         .target(name: "BulkheadBoot", dependencies: []),
@@ -83,6 +87,13 @@ let package = Package(
         .testTarget(name: "BulkheadProtocolTests", dependencies: ["BulkheadProtocol"]),
         .testTarget(name: "BulkheadChannelTests", dependencies: ["BulkheadChannel", "BulkheadProtocol", "BulkheadSystem"]),
         .testTarget(name: "BulkheadVirtioTests", dependencies: ["BulkheadVirtio"]),
+        // The RTL8139 model over a memfd as guest memory and a socket pair as the tap, and the
+        // rtl8139 domain process, killed and restarted mid-stream.
+        .testTarget(
+            name: "BulkheadEmulatedTests",
+            dependencies: ["BulkheadEmulated", "BulkheadVirtio", "BulkheadSystem", "BulkheadChannel", "BulkheadProtocol",
+                           "BulkheadSandbox", "BulkheadTestSupport", "CBulkheadLinux"]
+        ),
         .testTarget(name: "BulkheadSandboxTests", dependencies: ["BulkheadSandbox", "BulkheadSystem", "BulkheadTestSupport"]),
         // Boots real guests under real KVM by running the `bulkhead` executable.
         .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),

@@ -25,6 +25,10 @@ protocol VirtioDomainServer: AnyObject {
     func attachQueues(_ attach: ControlMessage.Attach) throws(VirtioError)
     /// `Reset`, or a failed `Attach`: forget the queues.
     func detachQueues()
+    /// `Reset`: the device goes back to its power-on state. Default: `detachQueues()` (a virtio
+    /// device's state is the transport's, which the core resets); an emulated device also
+    /// forgets the state it keeps in the control region.
+    func resetDevice()
     func sendStats()
     /// An emulated device's register access (`RegisterRead`/`RegisterWrite`, `value` nil for a
     /// read); returns what the `RegisterReadReply` carries (0 for a write). Virtio kinds have
@@ -33,6 +37,8 @@ protocol VirtioDomainServer: AnyObject {
 }
 
 extension VirtioDomainServer {
+    func resetDevice() { detachQueues() }
+
     func registerAccess(bar: UInt32, offset: UInt64, size: UInt32, write value: UInt64?, sequence: UInt64) -> UInt64 {
         send(.faultReport(.init(kind: "protocol", detail: "a \(value == nil ? "read" : "write") of register \(offset) of a device without registers")))
         return .max
@@ -175,7 +181,7 @@ extension VirtioDomainServer {
                 brokenQueueStatus = brokenQueueExitStatus
             }
         case .reset:
-            detachQueues()
+            resetDevice()
             region.publish(.starting)
             send(.resetDone)
         case .shutdown:

@@ -9,7 +9,7 @@ import Glibc
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    let usage = "usage: bulkhead-domain <kind> <id>   (kinds: blk, net, probe); spawned by the bulkhead core\n"
+    let usage = "usage: bulkhead-domain <kind> <id>   (kinds: blk, net, rtl8139, probe); spawned by the bulkhead core\n"
     _ = usage.withCString { write(2, $0, strlen($0)) }
     exit(64)
 }
@@ -21,6 +21,8 @@ case "blk":
     exit(BlockDomain.main(id: id, arguments: Array(arguments.dropFirst(3))))
 case "net":
     exit(NetDomain.main(id: id, arguments: Array(arguments.dropFirst(3))))
+case "rtl8139":
+    exit(RTL8139Domain.main(id: id, arguments: Array(arguments.dropFirst(3))))
 case "probe":
     exit(SandboxProbe.main(id: id, arguments: Array(arguments.dropFirst(3))))
 default:
