@@ -116,6 +116,10 @@ public final class Machine: @unchecked Sendable {
             pciFunctions.append(function)
             supervisors.append(supervisor)
         }
+        if !pciFunctions.isEmpty {
+            devices.append((base: GuestAddress(PCIMemoryWindow.base), size: PCIMemoryWindow.size,
+                            device: PCIMemoryWindow(functions: pciFunctions)))
+        }
         self.supervisors = supervisors
         mmio = MMIOBus(devices)
 

@@ -3,10 +3,10 @@ import Synchronization
 /// PCI bus 0 for emulated devices, reached through configuration mechanism #1 (ports
 /// 0xCF8 address, 0xCFC–0xCFF data), as on every PC: Linux probes it without ACPI help.
 ///
-/// Device 0 is a host bridge; emulated devices follow at devices 1, 2, ... Each has one I/O
-/// BAR (BAR 0), which the core assigns before boot the way firmware would
-/// (`PCIIOWindow.base + 0x100·i`) and the guest may move anywhere in the window. Accesses
-/// to the window go to the function whose enabled BAR covers the port (`PCIIOWindow`).
+/// Device 0 is a host bridge; emulated devices follow at devices 1, 2, ... Each has an I/O
+/// BAR (BAR 0) and may have a 32-bit memory BAR (BAR 1), which the core assigns before boot
+/// the way firmware would and the guest may move anywhere in their windows (`PCIIOWindow`,
+/// `PCIMemoryWindow`). An access to a window goes to the function whose enabled BAR covers it.
 /// Configuration space lives in the core: the core must know where the BARs are to route
 /// their accesses; what is behind the BAR is the device's (a driver domain's).
 public final class PCIBus: PortIODevice {
@@ -66,7 +66,9 @@ public final class PCIBus: PortIODevice {
     }
 }
 
-/// One PCI function: its identity, a configuration space, and one I/O BAR served by `device`.
+/// One PCI function: its identity, a configuration space, an I/O BAR served by `device` and
+/// optionally a memory BAR served by `memoryDevice` (the same registers, for drivers that
+/// prefer MMIO, as Linux's 8139too does).
 public final class PCIFunction: Sendable {
     public struct Identity: Sendable {
         public var vendorID: UInt16
@@ -99,25 +101,34 @@ public final class PCIFunction: Sendable {
     let ioSize: UInt32
     let interruptPin: UInt8
     let device: any PortIODevice
+    /// Bytes of the memory BAR (a power of two, at least 16), and what serves it; nil: none.
+    let memorySize: UInt32?
+    let memoryDevice: (any PortIODevice)?
 
     private struct Registers {
         var command: UInt16 = 0
         var bar0: UInt32
+        var bar1: UInt32
         var cacheLineSize: UInt8 = 0
         var latencyTimer: UInt8 = 0
         var interruptLine: UInt8
     }
     private let registers: Mutex<Registers>
 
-    /// `ioBase` is where firmware would have put BAR 0; `interruptLine` the GSI its INTx
-    /// reaches (INTA#).
-    public init(identity: Identity, ioSize: UInt32, ioBase: UInt16, interruptLine: UInt8, device: any PortIODevice) {
+    /// `ioBase` and `memory.base` are where firmware would have put BARs 0 and 1;
+    /// `interruptLine` the GSI its INTx reaches (INTA#).
+    public init(identity: Identity, ioSize: UInt32, ioBase: UInt16, interruptLine: UInt8, device: any PortIODevice,
+                memory: (size: UInt32, base: UInt32, device: any PortIODevice)? = nil) {
         precondition(ioSize >= 4 && ioSize & (ioSize - 1) == 0 && ioSize <= 0x1000, "I/O BAR size \(ioSize)")
+        if let memory { precondition(memory.size >= 16 && memory.size & (memory.size - 1) == 0, "memory BAR size \(memory.size)") }
         self.identity = identity
         self.ioSize = ioSize
         self.interruptPin = 1
         self.device = device
-        registers = Mutex(Registers(bar0: UInt32(ioBase) & ~(ioSize - 1), interruptLine: interruptLine))
+        memorySize = memory?.size
+        memoryDevice = memory?.device
+        registers = Mutex(Registers(bar0: UInt32(ioBase) & ~(ioSize - 1), bar1: memory.map { $0.base & ~($0.size - 1) } ?? 0,
+                                    interruptLine: interruptLine))
     }
 
     /// Where BAR 0 decodes now: nil unless I/O decoding is on.
@@ -125,6 +136,15 @@ public final class PCIFunction: Sendable {
         registers.withLock { r in
             guard r.command & Self.commandIO != 0, r.bar0 != 0 else { return nil }
             return r.bar0..<(r.bar0 + ioSize)
+        }
+    }
+
+    /// Where BAR 1 decodes now: nil unless there is one and memory decoding is on.
+    var memoryRange: Range<UInt64>? {
+        guard let memorySize else { return nil }
+        return registers.withLock { r in
+            guard r.command & Self.commandMemory != 0, r.bar1 != 0 else { return nil }
+            return UInt64(r.bar1)..<(UInt64(r.bar1) + UInt64(memorySize))
         }
     }
 
@@ -136,6 +156,7 @@ public final class PCIFunction: Sendable {
             case 0x08: return identity.classCode << 8 | UInt32(identity.revision)
             case 0x0c: return UInt32(r.latencyTimer) << 8 | UInt32(r.cacheLineSize) // header type 0, no BIST
             case 0x10: return r.bar0 | 1 // I/O space indicator
+            case 0x14: return r.bar1 // memory, 32-bit, not prefetchable (0 without a memory BAR)
             case 0x2c: return UInt32(identity.subsystemID) << 16 | UInt32(identity.subsystemVendorID)
             case 0x3c: return UInt32(interruptPin) << 8 | UInt32(r.interruptLine)
             default: return 0 // BARs 1-5, expansion ROM, capabilities: none
@@ -162,6 +183,9 @@ public final class PCIFunction: Sendable {
                 // I/O addresses are 16-bit; sizing writes all ones and reads back the size mask
                 // (0xff01 for 256 bytes). Only a BAR inside `PCIIOWindow` is reachable.
                 r.bar0 = merged(r.bar0) & ~(ioSize - 1) & 0xffff
+            case 0x14:
+                // Only a BAR inside `PCIMemoryWindow` is reachable.
+                if let memorySize { r.bar1 = merged(r.bar1) & ~(memorySize - 1) }
             case 0x3c:
                 r.interruptLine = UInt8(truncatingIfNeeded: merged(UInt32(r.interruptLine)))
             default:
@@ -199,5 +223,41 @@ public final class PCIIOWindow: PortIODevice {
                 return
             }
         }
+    }
+}
+
+/// The guest-physical range PCI memory BARs may decode (16 MiB at 0xE000_0000, in the MMIO
+/// hole below the IOAPIC): an access goes to the function whose enabled BAR 1 covers it, as
+/// a little-endian register access; addresses nobody decodes read as all ones.
+public final class PCIMemoryWindow: MMIODevice {
+    public static let base: UInt64 = 0xe000_0000
+    public static let size: UInt64 = 0x0100_0000
+
+    let functions: [PCIFunction]
+
+    public init(functions: [PCIFunction]) { self.functions = functions }
+
+    private func target(_ offset: UInt64, _ count: Int) -> (any PortIODevice, UInt16)? {
+        let address = Self.base + offset
+        for function in functions {
+            if let range = function.memoryRange, range.contains(address), address + UInt64(count) <= range.upperBound,
+               let device = function.memoryDevice {
+                return (device, UInt16(address - range.lowerBound))
+            }
+        }
+        return nil
+    }
+
+    public func read(offset: UInt64, data: UnsafeMutableRawBufferPointer) {
+        guard data.count <= 4, let (device, register) = target(offset, data.count) else {
+            data.storeLittleEndian(.max)
+            return
+        }
+        data.storeLittleEndian(UInt64(device.read(offset: register, size: data.count)))
+    }
+
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+        guard data.count <= 4, let (device, register) = target(offset, data.count) else { return }
+        device.write(offset: register, size: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
     }
 }

@@ -6,17 +6,19 @@ import Logging
 /// registers are the `rtl8139` domain's. The core holds configuration space and routes the
 /// BAR; every register access is a message to the domain (`DomainSupervisor.accessRegister`).
 enum RTL8139 {
-    /// Realtek 8139, Ethernet controller; subsystem as QEMU's (Red Hat, QEMU): 8139too accepts it.
-    static let identity = PCIFunction.Identity(vendorID: 0x10ec, deviceID: 0x8139, classCode: 0x020000, revision: 0x20,
+    /// Realtek 8139, Ethernet controller; subsystem as QEMU's (Red Hat, QEMU). Revision below
+    /// 0x20: Linux gives 0x20 and above (8139C+) to 8139cp, below to 8139too.
+    static let identity = PCIFunction.Identity(vendorID: 0x10ec, deviceID: 0x8139, classCode: 0x020000, revision: 0x10,
                                                subsystemVendorID: 0x1af4, subsystemID: 0x1100)
+    /// The same 256 registers through BAR 0 (I/O) and BAR 1 (memory; 8139too's default).
     static let ioSize: UInt32 = 256
     /// INTA# of emulated device `i` reaches GSI 16 + i (the IOAPIC's PCI pins on a PC).
     static let firstGSI: UInt32 = 16
 }
 
-/// An I/O BAR served by a driver domain: each access is forwarded and the vCPU waits for the
+/// A BAR served by a driver domain: each access is forwarded and the vCPU waits for the
 /// answer.
-final class ForwardedIOBAR: PortIODevice {
+final class ForwardedBAR: PortIODevice {
     let supervisor: DomainSupervisor
     let bar: UInt32
 
@@ -62,8 +64,10 @@ extension Machine {
         // Present from power-on (no driver handshake as in virtio): attach as soon as it says Hello.
         supervisor.activate(VirtioActivation(driverFeatures: 0, queues: []))
         let ioBase = PCIIOWindow.base + UInt16(pciIndex) * UInt16(RTL8139.ioSize)
+        let memoryBase = UInt32(PCIMemoryWindow.base) + UInt32(pciIndex) * 0x1000
         let function = PCIFunction(identity: RTL8139.identity, ioSize: RTL8139.ioSize, ioBase: ioBase,
-                                   interruptLine: UInt8(gsi), device: ForwardedIOBAR(supervisor: supervisor, bar: 0))
+                                   interruptLine: UInt8(gsi), device: ForwardedBAR(supervisor: supervisor, bar: 0),
+                                   memory: (size: RTL8139.ioSize, base: memoryBase, device: ForwardedBAR(supervisor: supervisor, bar: 1)))
         return (function, supervisor)
     }
 }
