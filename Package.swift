@@ -40,7 +40,7 @@ let package = Package(
         // The control channel: shared-memory region, SPSC byte rings, doorbells, recovery area.
         .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"]),
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
-        // in-flight recovery) and the virtio-blk request engine. No Foundation.
+        // in-flight recovery), the virtio-blk request engine and the virtio-net frame engine. No Foundation.
         .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
         // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
         .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
