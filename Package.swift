@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "BulkheadCore", targets: ["BulkheadCore"]),
         .library(name: "BulkheadAPI", targets: ["BulkheadAPI"]),
         .library(name: "BulkheadSystem", targets: ["BulkheadSystem"]),
+        .library(name: "BulkheadSandbox", targets: ["BulkheadSandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
