@@ -84,6 +84,7 @@ let package = Package(
         .testTarget(name: "BulkheadProtocolTests", dependencies: ["BulkheadProtocol"]),
         .testTarget(name: "BulkheadChannelTests", dependencies: ["BulkheadChannel", "BulkheadProtocol", "BulkheadSystem"]),
         .testTarget(name: "BulkheadVirtioTests", dependencies: ["BulkheadVirtio"]),
+        .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore", "BulkheadProtocol", "BulkheadSandbox"]),
         .testTarget(name: "BulkheadSandboxTests", dependencies: ["BulkheadSandbox", "BulkheadSystem", "BulkheadTestSupport"]),
         // Boots real guests under real KVM by running the `bulkhead` executable.
         .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),

@@ -22,7 +22,7 @@ extension DomainSupervisor {
         public internal(set) var exitReasons: [String] = []
         public internal(set) var recoveryMilliseconds: [Double] = []
         public internal(set) var diedAt: Double?
-        /// The serving generation's request count, as it last reported it.
+        /// The serving generation's request count: the highest it reported.
         public internal(set) var requestsThisGeneration: UInt64 = 0
         public internal(set) var requestsTotal: UInt64 = 0
         public internal(set) var requestsBeforeThisGeneration: UInt64 = 0
@@ -84,10 +84,12 @@ extension DomainSupervisor {
                     recoveryMilliseconds.append(now - died)
                     diedAt = nil
                 }
-                requestsThisGeneration = stats.requests
+                // A generation's count only grows: a lower one (a lying domain) must not make the
+                // total, a Prometheus counter, go backwards.
+                requestsThisGeneration = max(requestsThisGeneration, stats.requests)
                 lastStats = stats
                 // A domain's counters are hostile: an absurd one saturates, it never traps the core.
-                let (total, overflow) = requestsBeforeThisGeneration.addingReportingOverflow(stats.requests)
+                let (total, overflow) = requestsBeforeThisGeneration.addingReportingOverflow(requestsThisGeneration)
                 requestsTotal = overflow ? .max : total
                 if stats.requests > 0 { consecutiveFailures = 0 }
                 return .stats(recoveredAfterMilliseconds: recovered)
