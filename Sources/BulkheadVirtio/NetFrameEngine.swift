@@ -64,8 +64,14 @@ public final class NetFrameEngine: @unchecked Sendable {
     /// unsent, so that no frame is ever sent twice (a frame lost in a crash, as on a real
     /// wire). receiveq: a chain left in flight was never completed, so the guest never saw its
     /// contents; it is offered again for the next frame. Returns how many of each it found.
+    /// Refused (`invalidConfiguration`, nothing changed) when either queue's used ring overlaps
+    /// a part of the other: the device's stores on one queue must not make work on the other.
     public func attach(receive: SplitVirtqueue, transmit: SplitVirtqueue) throws(VirtioError) -> (receive: Int, transmit: Int) {
         detach()
+        guard !receive.configuration.usedRingOverlaps(transmit.configuration),
+              !transmit.configuration.usedRingOverlaps(receive.configuration) else {
+            throw VirtioError(.invalidConfiguration, "a used ring of the queue pair overlaps a part of the other queue")
+        }
         let receiveHeads = try receive.recover()
         for head in receiveHeads {
             do {

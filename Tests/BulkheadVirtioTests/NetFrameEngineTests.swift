@@ -30,9 +30,10 @@ private final class FakeTap {
     }
 }
 
-/// Each queue has its own fake guest (its own RAM); the engine does not mind.
+/// Each queue has its own fake guest (its own RAM), its parts at other addresses than the
+/// other's (the engine refuses a used ring over the other queue).
 private func rig() throws -> (rx: FakeGuest, tx: FakeGuest, tap: FakeTap, engine: NetFrameEngine) {
-    let rx = try FakeGuest(size: 8), tx = try FakeGuest(size: 8), tap = try FakeTap()
+    let rx = try FakeGuest(size: 8), tx = try FakeGuest(size: 8, queueOffset: 0x4000), tap = try FakeTap()
     let engine = NetFrameEngine(tap: tap.engineEnd)
     let receive = try SplitVirtqueue(memory: rx.memory, configuration: rx.configuration, recoveryBlock: rx.recoveryBlock)
     let transmit = try SplitVirtqueue(memory: tx.memory, configuration: tx.configuration, recoveryBlock: tx.recoveryBlock)
@@ -94,6 +95,19 @@ struct NetFrameEngineTests {
         #expect(engine.drops.receiveOversize == 1)
         #expect(rx.usedIndex == 1 && rx.usedElement(0).length == 112)
         #expect(rx.bytes(at: data + 12, count: 100) == [UInt8](repeating: 9, count: 100))
+    }
+
+    @Test func aUsedRingOverTheOtherQueueIsRefused() throws {
+        let guest = try FakeGuest(size: 8)
+        let other = UnsafeMutableRawBufferPointer.allocate(byteCount: QueueRecoveryLayout.size, alignment: 8)
+        defer { other.deallocate() }
+        other.initializeMemory(as: UInt8.self, repeating: 0)
+        let receive = try SplitVirtqueue(memory: guest.memory, configuration: guest.configuration, recoveryBlock: guest.recoveryBlock)
+        // transmitq's used ring lies on receiveq's available ring.
+        let crossed = QueueConfiguration(size: 8, descriptorTable: 0x2000, availableRing: 0x3000, usedRing: FakeGuest.availableRing)
+        let transmit = try SplitVirtqueue(memory: guest.memory, configuration: crossed, recoveryBlock: other)
+        let tap = try FakeTap()
+        expectCode(.invalidConfiguration) { _ = try NetFrameEngine(tap: tap.engineEnd).attach(receive: receive, transmit: transmit) }
     }
 
     @Test func aReceiveChainThatIsNoReceiveBufferIsCompletedEmpty() throws {
