@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "BulkheadCore", targets: ["BulkheadCore"]),
         .library(name: "BulkheadAPI", targets: ["BulkheadAPI"]),
         .library(name: "BulkheadSystem", targets: ["BulkheadSystem"]),
+        .library(name: "BulkheadSandbox", targets: ["BulkheadSandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,7 +42,7 @@ let package = Package(
         // The control channel: shared-memory region, SPSC byte rings, doorbells, recovery area.
         .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"]),
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
-        // in-flight recovery) and the virtio-blk request engine. No Foundation.
+        // in-flight recovery), the virtio-blk request engine and the virtio-net frame engine. No Foundation.
         .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
         // Emulated (non-virtio) devices a stock guest drives with its in-tree driver: the RTL8139
         // register model, its transmit and receive ring in guest memory, its restartable state.
@@ -94,6 +95,7 @@ let package = Package(
             dependencies: ["BulkheadEmulated", "BulkheadVirtio", "BulkheadSystem", "BulkheadChannel", "BulkheadProtocol",
                            "BulkheadSandbox", "BulkheadTestSupport", "CBulkheadLinux"]
         ),
+        .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore", "BulkheadProtocol", "BulkheadSandbox"]),
         .testTarget(name: "BulkheadSandboxTests", dependencies: ["BulkheadSandbox", "BulkheadSystem", "BulkheadTestSupport"]),
         // Boots real guests under real KVM by running the `bulkhead` executable.
         .testTarget(name: "BulkheadIntegrationTests", dependencies: ["BulkheadTestSupport"]),

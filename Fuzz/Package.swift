@@ -56,6 +56,28 @@ let package = Package(
         .executableTarget(
             name: "FuzzAPIParsers",
             dependencies: ["CLibFuzzer", .product(name: "BulkheadAPI", package: "Bulkhead")]),
+        // The supervisor's handling of what a domain sends (DomainSupervisor.State), frames
+        // through a real control channel, in every lifecycle state; the status it renders as
+        // JSON and Prometheus text.
+        .executableTarget(
+            name: "FuzzSupervisorMessages",
+            dependencies: [
+                "CLibFuzzer",
+                .product(name: "BulkheadAPI", package: "Bulkhead"),
+                .product(name: "BulkheadChannel", package: "Bulkhead"),
+                .product(name: "BulkheadCore", package: "Bulkhead"),
+                .product(name: "BulkheadProtocol", package: "Bulkhead"),
+                .product(name: "BulkheadSandbox", package: "Bulkhead"),
+                .product(name: "BulkheadSystem", package: "Bulkhead"),
+            ]),
+        // The net domain's frame path (NetFrameEngine) over a memfd guest RAM and a socketpair tap.
+        .executableTarget(
+            name: "FuzzNetFrames",
+            dependencies: [
+                "CLibFuzzer",
+                .product(name: "BulkheadVirtio", package: "Bulkhead"),
+                .product(name: "BulkheadSystem", package: "Bulkhead"),
+            ]),
         // Writes the seed corpora under corpus/ (fuzz.sh runs it when a corpus is missing;
         // run it by hand after changing a message or a layout). ELFBuilder is the tests' own
         // (a symlink into Tests/BulkheadTestSupport).

@@ -165,7 +165,8 @@ public final class APIServer: @unchecked Sendable {
         ])
     }
 
-    static func json(_ status: DomainSupervisor.Status, detailed: Bool) -> JSON {
+    /// A domain's status as `GET /domains` (`detailed`: `GET /domains/{id}`) shows it.
+    public static func json(_ status: DomainSupervisor.Status, detailed: Bool) -> JSON {
         var members: [(String, JSON)] = [
             ("id", .string(status.id)), ("kind", .string(status.kind)), ("state", .string(status.state.rawValue)),
             ("pid", status.pid.map { .int($0) } ?? .null), ("restarts", .int(status.restarts)),

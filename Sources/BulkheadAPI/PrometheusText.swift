@@ -2,8 +2,14 @@ import BulkheadCore
 
 /// `GET /metrics`: the Prometheus text exposition format (version 0.0.4), written directly:
 /// a handful of families, each with HELP and TYPE lines.
-enum PrometheusText {
+public enum PrometheusText {
     static func render(machine: Machine) -> String {
+        render(vcpus: machine.configuration.vcpus, memoryBytes: machine.configuration.memorySize,
+               uptimeSeconds: machine.uptimeSeconds, statuses: machine.domainStatuses)
+    }
+
+    /// The families for a VM of `vcpus` and `memoryBytes`, up `uptimeSeconds`, and its domains.
+    public static func render(vcpus: Int, memoryBytes: UInt64, uptimeSeconds: Double, statuses: [DomainSupervisor.Status]) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -13,13 +19,12 @@ enum PrometheusText {
                 out += "\(name)\(labels) \(format(sample.value))\n"
             }
         }
-        let statuses = machine.domainStatuses
         func perDomain(_ value: (DomainSupervisor.Status) -> Double?) -> [(labels: [(String, String)], value: Double)] {
             statuses.compactMap { status in value(status).map { (labels: [("domain", status.id), ("kind", status.kind)], value: $0) } }
         }
-        family("bulkhead_vm_vcpus", "gauge", "vCPUs of the VM.", [(labels: [], value: Double(machine.configuration.vcpus))])
-        family("bulkhead_vm_memory_bytes", "gauge", "Guest memory.", [(labels: [], value: Double(machine.configuration.memorySize))])
-        family("bulkhead_vm_uptime_seconds", "gauge", "Seconds since the VM was created.", [(labels: [], value: machine.uptimeSeconds)])
+        family("bulkhead_vm_vcpus", "gauge", "vCPUs of the VM.", [(labels: [], value: Double(vcpus))])
+        family("bulkhead_vm_memory_bytes", "gauge", "Guest memory.", [(labels: [], value: Double(memoryBytes))])
+        family("bulkhead_vm_uptime_seconds", "gauge", "Seconds since the VM was created.", [(labels: [], value: uptimeSeconds)])
         family("bulkhead_domain_up", "gauge", "1 while the domain serves its device.",
                perDomain { $0.state == .running ? 1 : 0 })
         family("bulkhead_domain_failed", "gauge", "1 once the device failed (past its restart budget).",

@@ -42,4 +42,30 @@ public struct QueueConfiguration: Sendable, Equatable {
     public var availableRingLength: UInt64 { 4 + 2 * UInt64(size) + (eventIndex ? 2 : 0) }
     /// Bytes of the used ring: flags, idx, ring[size] of (id, len), and avail_event with EVENT_IDX.
     public var usedRingLength: UInt64 { 4 + 8 * UInt64(size) + (eventIndex ? 2 : 0) }
+
+    /// Whether this queue's used ring (written by the device) shares a byte with its
+    /// descriptor table or available ring (written by the driver). No driver lays a queue out
+    /// so; a hostile one does it to make the device's own stores (used.idx over avail.idx)
+    /// hand it work without end.
+    public var usedRingOverlapsDriverParts: Bool {
+        Self.overlap(usedRing, usedRingLength, descriptorTable, descriptorTableLength)
+            || Self.overlap(usedRing, usedRingLength, availableRing, availableRingLength)
+    }
+
+    /// Whether this queue's used ring shares a byte with any part of `other` (another queue of
+    /// the same device).
+    public func usedRingOverlaps(_ other: QueueConfiguration) -> Bool {
+        Self.overlap(usedRing, usedRingLength, other.descriptorTable, other.descriptorTableLength)
+            || Self.overlap(usedRing, usedRingLength, other.availableRing, other.availableRingLength)
+            || Self.overlap(usedRing, usedRingLength, other.usedRing, other.usedRingLength)
+    }
+
+    /// Whether `[a, a + aLength)` and `[b, b + bLength)` share a byte; a range that would wrap
+    /// around the address space counts as overlapping.
+    static func overlap(_ a: UInt64, _ aLength: UInt64, _ b: UInt64, _ bLength: UInt64) -> Bool {
+        let (aEnd, aWraps) = a.addingReportingOverflow(aLength)
+        let (bEnd, bWraps) = b.addingReportingOverflow(bLength)
+        if aWraps || bWraps { return true }
+        return aLength > 0 && bLength > 0 && a < bEnd && b < aEnd
+    }
 }

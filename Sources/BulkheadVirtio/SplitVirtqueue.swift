@@ -53,7 +53,8 @@ public final class SplitVirtqueue: @unchecked Sendable {
     /// A queue over `memory` as `configuration` describes it; `recoveryBlock` is this queue's
     /// block of the control channel's recovery area (`QueueRecoveryLayout.size` bytes, 8-byte
     /// aligned). Checks that the size is a power of two no larger than the recovery layout's
-    /// maximum and that the three parts are aligned and inside guest RAM. Call `recover()` next.
+    /// maximum, that the three parts are aligned and inside guest RAM, and that the used ring
+    /// overlaps neither of the other two. Call `recover()` next.
     public init(memory: GuestRAM, configuration: QueueConfiguration,
                 recoveryBlock: UnsafeMutableRawBufferPointer) throws(VirtioError) {
         let size = configuration.size
@@ -73,6 +74,9 @@ public final class SplitVirtqueue: @unchecked Sendable {
         descriptorTable = try locate(configuration.descriptorTable, configuration.descriptorTableLength, "descriptor table")
         availableRing = try locate(configuration.availableRing, configuration.availableRingLength, "available ring")
         usedRing = try locate(configuration.usedRing, configuration.usedRingLength, "used ring")
+        guard !configuration.usedRingOverlapsDriverParts else {
+            throw VirtioError(.invalidConfiguration, "the used ring (\(configuration.usedRingLength) bytes at \(hex(configuration.usedRing))) overlaps the descriptor table or the available ring")
+        }
         recovery = try RecoveryBlock(recoveryBlock)
         self.configuration = configuration
         self.memory = memory

@@ -17,8 +17,14 @@ final class FakeGuest {
     let indirect: Bool
     /// The driver's avail.idx.
     var availIndex: UInt16 = 0
+    /// Added to the three queue addresses (a second queue of a device, elsewhere).
+    let queueOffset: UInt64
+    var descriptorTable: UInt64 { Self.descriptorTable + queueOffset }
+    var availableRing: UInt64 { Self.availableRing + queueOffset }
+    var usedRing: UInt64 { Self.usedRing + queueOffset }
 
-    init(size: UInt16 = 8, eventIndex: Bool = false, indirect: Bool = false) throws {
+    init(size: UInt16 = 8, eventIndex: Bool = false, indirect: Bool = false, queueOffset: UInt64 = 0) throws {
+        self.queueOffset = queueOffset
         ram = .allocate(byteCount: Self.ramSize, alignment: 4096)
         ram.initializeMemory(as: UInt8.self, repeating: 0)
         recoveryBlock = .allocate(byteCount: 16 << 10, alignment: 4096)
@@ -36,8 +42,8 @@ final class FakeGuest {
     }
 
     var configuration: QueueConfiguration {
-        QueueConfiguration(size: size, descriptorTable: Self.descriptorTable, availableRing: Self.availableRing,
-                           usedRing: Self.usedRing, eventIndex: eventIndex, indirectDescriptors: indirect)
+        QueueConfiguration(size: size, descriptorTable: descriptorTable, availableRing: availableRing,
+                           usedRing: usedRing, eventIndex: eventIndex, indirectDescriptors: indirect)
     }
 
     /// A new device-side queue over this guest (a fresh domain), recovered.
@@ -69,8 +75,8 @@ final class FakeGuest {
 
     /// Writes descriptor `index` of the table at `table` (the queue's table by default).
     func setDescriptor(_ index: Int, address: UInt64, length: UInt32, flags: UInt16 = 0, next: UInt16 = 0,
-                       table: UInt64 = descriptorTable) {
-        let base = table + UInt64(index) * 16
+                       table: UInt64? = nil) {
+        let base = (table ?? descriptorTable) + UInt64(index) * 16
         store(address, at: base)
         store(length, at: base + 8)
         store(flags, at: base + 12)
@@ -79,15 +85,15 @@ final class FakeGuest {
 
     /// Puts `head` in the available ring and publishes it (`avail.idx += 1`).
     func makeAvailable(_ head: UInt16) {
-        store(head, at: Self.availableRing + 4 + 2 * UInt64(availIndex % size))
+        store(head, at: availableRing + 4 + 2 * UInt64(availIndex % size))
         availIndex &+= 1
-        store(availIndex, at: Self.availableRing + 2)
+        store(availIndex, at: availableRing + 2)
     }
 
     /// Sets avail.idx without writing ring entries (a hostile driver).
     func setAvailIndex(_ value: UInt16) {
         availIndex = value
-        store(value, at: Self.availableRing + 2)
+        store(value, at: availableRing + 2)
     }
 
     /// Writes a chain of `buffers` at descriptors `first`, `first+1`, … and makes it available.
@@ -103,15 +109,15 @@ final class FakeGuest {
         return first
     }
 
-    var usedIndex: UInt16 { load(UInt16.self, at: Self.usedRing + 2) }
-    var usedFlags: UInt16 { load(UInt16.self, at: Self.usedRing) }
-    var availEvent: UInt16 { load(UInt16.self, at: Self.usedRing + 4 + 8 * UInt64(size)) }
-    func setUsedEvent(_ value: UInt16) { store(value, at: Self.availableRing + 4 + 2 * UInt64(size)) }
-    func setAvailFlags(_ value: UInt16) { store(value, at: Self.availableRing) }
+    var usedIndex: UInt16 { load(UInt16.self, at: usedRing + 2) }
+    var usedFlags: UInt16 { load(UInt16.self, at: usedRing) }
+    var availEvent: UInt16 { load(UInt16.self, at: usedRing + 4 + 8 * UInt64(size)) }
+    func setUsedEvent(_ value: UInt16) { store(value, at: availableRing + 4 + 2 * UInt64(size)) }
+    func setAvailFlags(_ value: UInt16) { store(value, at: availableRing) }
 
     /// The used element at position `index` (mod size): (id, len).
     func usedElement(_ index: UInt16) -> (id: UInt32, length: UInt32) {
-        let base = Self.usedRing + 4 + 8 * UInt64(index % size)
+        let base = usedRing + 4 + 8 * UInt64(index % size)
         return (load(UInt32.self, at: base), load(UInt32.self, at: base + 4))
     }
 

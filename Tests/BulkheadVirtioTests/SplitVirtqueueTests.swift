@@ -38,9 +38,17 @@ struct SplitVirtqueueTests {
             QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x8000, usedRing: 0xA002),
             QueueConfiguration(size: 8, descriptorTable: UInt64(FakeGuest.ramSize) - 64, availableRing: 0x8000, usedRing: 0xA000),
             QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x8000, usedRing: UInt64.max - 3),
+            // The used ring over the available ring (used.idx on avail.idx: the device's own
+            // completions would make work for it without end) or over the descriptor table.
+            QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x8000, usedRing: 0x8000),
+            QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x8010, usedRing: 0x8000),
+            QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x8000, usedRing: 0x1070),
         ] {
             expectCode(.invalidConfiguration) { _ = try SplitVirtqueue(memory: guest.memory, configuration: bad, recoveryBlock: guest.recoveryBlock) }
         }
+        // Adjacent parts, as a driver lays them out contiguously, are fine (EVENT_IDX included).
+        let contiguous = QueueConfiguration(size: 8, descriptorTable: 0x1000, availableRing: 0x1080, usedRing: 0x1098, eventIndex: true)
+        _ = try SplitVirtqueue(memory: guest.memory, configuration: contiguous, recoveryBlock: guest.recoveryBlock)
         let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
         defer { small.deallocate() }
         expectCode(.invalidConfiguration) { _ = try SplitVirtqueue(memory: guest.memory, configuration: guest.configuration, recoveryBlock: small) }

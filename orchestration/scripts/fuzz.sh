@@ -13,7 +13,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 seconds=${1:-60}
-targets=(${FUZZ_TARGETS:-FuzzControlMessage FuzzControlChannel FuzzVirtqueue FuzzELFLoader FuzzVMSpec FuzzAPIParsers})
+targets=(${FUZZ_TARGETS:-FuzzControlMessage FuzzControlChannel FuzzSupervisorMessages FuzzVirtqueue FuzzNetFrames FuzzELFLoader FuzzVMSpec FuzzAPIParsers})
 scratch="$ROOT/Fuzz/.build"
 # The Swift runtime's crash backtracer can take minutes on a fuzzer's crash; libFuzzer and
 # ASan print what we need.

@@ -143,6 +143,130 @@ let requests = [
 ]
 for (name, text) in requests { write("FuzzAPIParsers", "http-\(name)", [0] + Array(text.utf8)) }
 write("FuzzAPIParsers", "json-nested", [1] + Array(#"{"a":[1,-2.5e3,true,null,"\u00e9\n"],"b":{"c":{}}}"#.utf8))
+
+// MARK: the supervisor (FuzzSupervisorMessages: a configuration byte, then steps)
+
+/// Step encodings: a frame (op 0), a domain's end (op 4: how, detail, spawn failures), the
+/// driver (op 5), time (op 6), stop (op 7).
+func sent(_ message: ControlMessage) -> [UInt8] { let bytes = message.encode(); return [0] + le(UInt16(bytes.count)) + bytes }
+func sentRaw(_ bytes: [UInt8]) -> [UInt8] { [0] + le(UInt16(bytes.count)) + bytes }
+func ended(how: UInt8, detail: UInt8 = 0, spawnFailures: UInt8 = 0) -> [UInt8] { [4, how, detail, spawnFailures] }
+func driver(activate queues: Int) -> [UInt8] { [5, UInt8((queues - 1) << 1)] }
+let driverReset: [UInt8] = [5, 1]
+func later(_ milliseconds: UInt16) -> [UInt8] { [6] + le(milliseconds) }
+let stop: [UInt8] = [7]
+/// Configuration: net or blk, the restart budget, activated before the first domain, usage shown.
+func supervisorConfiguration(net: Bool, budget: UInt8, activated: Bool = true) -> UInt8 {
+    (net ? 1 : 0) | (budget & 7) << 1 | (activated ? 0x10 : 0) | 0x20
+}
+func serving(_ kind: String, _ id: String, requests: UInt64) -> [UInt8] {
+    sent(.hello(.init(kind: kind, id: id, pid: 1))) + sent(.attached(.init(replayed: 2)))
+        + sent(.stats(.init(requests: requests, readBytes: requests * 4096, writtenBytes: 512, errors: 1, inFlight: 3, replayed: 2)))
+}
+let supervisorSeeds: [(String, [UInt8])] = [
+    ("serve-crash-recover", [supervisorConfiguration(net: false, budget: 5)] + serving("blk", "blk0", requests: 10)
+        + sent(.pong(.init(sequence: 1, sentNanoseconds: 5))) + sent(.log(.init(level: .notice, message: "hi")))
+        + sent(.faultReport(.init(kind: "queue", detail: "avail.idx jumped"))) + ended(how: 1, detail: 9)
+        + serving("blk", "blk0", requests: 3) + sent(.resetDone) + later(100) + stop),
+    ("net-standby", [supervisorConfiguration(net: true, budget: 7)] + serving("net", "net0", requests: 1) + later(1500)
+        + sent(.stats(.init(requests: 2))) + ended(how: 0, detail: 75) + serving("net", "net0", requests: 1)
+        + ended(how: 4) + ended(how: 3) + stop),
+    ("protocol-faults", [supervisorConfiguration(net: false, budget: 3)] + sent(.hello(.init(kind: "net", id: "blk0", pid: 1)))
+        + ended(how: 0) + sent(.hello(.init(protocolVersion: 99, kind: "blk", id: "blk0", pid: 1))) + ended(how: 1, detail: 9)
+        + sent(.attach(.init(generation: 0, deviceFeatures: 0, queues: [], guestMemorySize: 0))) + ended(how: 0)
+        + sentRaw([0xff, 0xff, 0xff, 0x7f, 0x0a, 0xff, 0x01, 0x02]) + ended(how: 3)),
+    ("budget-spent", [supervisorConfiguration(net: false, budget: 1)] + serving("blk", "blk0", requests: 1)
+        + ended(how: 2, detail: 5, spawnFailures: 1) + ended(how: 0) + ended(how: 0) + later(10) + stop),
+    ("reset-reattach", [supervisorConfiguration(net: true, budget: 4, activated: false)] + sent(.hello(.init(kind: "net", id: "net0", pid: 1)))
+        + driver(activate: 2) + sent(.attached(.init(replayed: 0))) + driverReset + sent(.resetDone) + driver(activate: 2)
+        + sent(.stats(.init(requests: .max, readBytes: .max, writtenBytes: .max, errors: .max, inFlight: .max, replayed: .max)))
+        + ended(how: 1, detail: 31) + serving("net", "net0", requests: 7)),
+]
+for (name, bytes) in supervisorSeeds { write("FuzzSupervisorMessages", name, bytes) }
+
+// MARK: the net frame path (FuzzNetFrames: 21-byte header, frames, guest RAM from 0)
+
+/// Both queues of size 8: receiveq at 0x000 (descriptors), 0x100 (avail), 0x200 (used);
+/// transmitq at 0x400, 0x500, 0x600; indirect tables from 0x800; data from 0x1000.
+struct NetGuest {
+    var ram = [UInt8](repeating: 0, count: 0x1000)
+    var availCount = [0, 0]
+    let tables = [0x000, 0x400]
+    let avails = [0x100, 0x500]
+
+    mutating func put(_ bytes: [UInt8], _ at: Int) {
+        if ram.count < at + bytes.count { ram += [UInt8](repeating: 0, count: at + bytes.count - ram.count) }
+        ram.replaceSubrange(at..<(at + bytes.count), with: bytes)
+    }
+    mutating func descriptor(table: Int, _ index: Int, _ address: Int, _ length: Int, _ flags: UInt16, _ next: Int = 0) {
+        put(le(UInt64(address)) + le(UInt32(length)) + le(flags) + le(UInt16(next)), table + 16 * index)
+    }
+    /// Writes a chain of (address, length, writable) at descriptors first, first+1, ... of `queue`.
+    mutating func chain(_ queue: Int, first: Int, _ buffers: [(Int, Int, Bool)]) {
+        for (offset, buffer) in buffers.enumerated() {
+            var flags: UInt16 = buffer.2 ? 2 : 0
+            if offset + 1 < buffers.count { flags |= 1 }
+            descriptor(table: tables[queue], first + offset, buffer.0, buffer.1, flags, first + offset + 1)
+        }
+        offer(queue, head: first)
+    }
+    mutating func offer(_ queue: Int, head: Int) {
+        put(le(UInt16(head)), avails[queue] + 4 + 2 * availCount[queue])
+        availCount[queue] += 1
+        put(le(UInt16(availCount[queue])), avails[queue] + 2)
+    }
+    func input(flags: UInt8, rounds: Int, restartAt: Int = 0, frames: [(round: Int, length: Int, seed: UInt8)]) -> [UInt8] {
+        var header: [UInt8] = [3, 3, flags, UInt8(rounds - 1) | UInt8(restartAt) << 4]
+        for address in [0x000, 0x100, 0x200, 0x400, 0x500, 0x600] { header += le(UInt16(address)) }
+        header += le(UInt16(0x800)) + le(UInt16(0xC00)) + [UInt8(frames.count)]
+        for frame in frames {
+            let long = frame.length > 0xFFFF
+            header += [UInt8(frame.round) | (long ? 0x10 : 0)] + le(UInt16(long ? frame.length - 1024 : frame.length)) + [frame.seed]
+        }
+        // Guest RAM past the input is zero: leave trailing zeros out.
+        return header + ram[..<((ram.lastIndex { $0 != 0 } ?? -1) + 1)]
+    }
+}
+let rx = 0, tx = 1
+var echo = NetGuest()
+echo.chain(rx, first: 0, [(0x2000, 1526, true)])
+echo.chain(rx, first: 1, [(0x3000, 12, true), (0x3100, 1514, true)])
+echo.chain(tx, first: 0, [(0x4000, 12, false), (0x4100, 60, false)])
+echo.chain(tx, first: 2, [(0x4200, 74, false)])
+write("FuzzNetFrames", "echo", echo.input(flags: 1, rounds: 2, frames: [(0, 60, 1), (1, 1000, 2)]))
+var sizes = NetGuest()
+sizes.chain(rx, first: 0, [(0x2000, 112, true)])
+sizes.chain(rx, first: 1, [(0x8000, 0x11000, true)])
+sizes.chain(tx, first: 0, [(0x4000, 12, false), (0x8000, 65538, false)])
+sizes.chain(tx, first: 2, [(0x4000, 12, false), (0x8000, 65539, false)])
+sizes.chain(tx, first: 4, [(0x4000, 12, false)])
+write("FuzzNetFrames", "runts-empty-65k", sizes.input(flags: 0, rounds: 3, frames: [
+    (0, 66559, 3), (0, 100, 4), (0, 0, 0), (1, 14, 5), (1, 65536, 6), (2, 1, 7)]))
+var indirect = NetGuest()
+indirect.descriptor(table: 0x800, 0, 0x4000, 12, 1, 1)
+indirect.descriptor(table: 0x800, 1, 0x4100, 200, 0)
+indirect.descriptor(table: 0x400, 0, 0x800, 32, 4)
+indirect.offer(tx, head: 0)
+indirect.descriptor(table: 0x900, 0, 0x2000, 2048, 2)
+indirect.descriptor(table: 0x000, 0, 0x900, 16, 4)
+indirect.offer(rx, head: 0)
+write("FuzzNetFrames", "indirect", indirect.input(flags: 3, rounds: 2, frames: [(0, 300, 8), (1, 42, 9)]))
+var hostile = NetGuest()
+hostile.descriptor(table: 0x400, 0, 0x4000, 64, 1, 0)               // a loop
+hostile.offer(tx, head: 0)
+hostile.chain(tx, first: 1, [(0x4000, 12, false), (0x4100, 64, true)]) // write-only in a transmit chain
+hostile.chain(tx, first: 3, [(0x7fff_0000, 100, false)])               // outside guest RAM
+hostile.offer(tx, head: 9)                                              // head out of range
+hostile.chain(rx, first: 0, [(0x2000, 64, false), (0x2100, 64, true)]) // read-only in a receive chain
+hostile.chain(rx, first: 2, [(0x0000, 2048, true)])                     // over the rings themselves
+hostile.chain(rx, first: 3, [(0x3000, 12, true)])                       // no room for a frame
+write("FuzzNetFrames", "hostile-chains", hostile.input(flags: 1, rounds: 2, frames: [(0, 64, 10), (1, 20, 11)]))
+var restart = NetGuest()
+restart.chain(rx, first: 0, [(0x2000, 112, true)])
+restart.chain(rx, first: 1, [(0x3000, 1526, true)])
+restart.chain(tx, first: 0, [(0x4000, 12, false), (0x4100, 60, false)])
+write("FuzzNetFrames", "restart", restart.input(flags: 0, rounds: 4, restartAt: 2, frames: [(0, 500, 12), (3, 50, 13)]))
+
 print("seeds written under \(root)/")
 
 /// Not a fuzzer: the whole package is linked with libFuzzer, which wants this symbol.

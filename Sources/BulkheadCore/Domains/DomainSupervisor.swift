@@ -81,33 +81,6 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     let onFailure: @Sendable () -> Void
     let events: DomainEventLog
 
-    struct State {
-        var activation: VirtioActivation?
-        var helloReceived = false
-        var attachedGeneration: UInt64?
-        var generation: UInt64 = 0
-        var restartTimes: [Double] = []
-        var consecutiveFailures = 0
-        var failed = false
-        var stopping = false
-        var exitReasons: [String] = []
-        var recoveryMilliseconds: [Double] = []
-        var diedAt: Double?
-        var requestsThisGeneration: UInt64 = 0
-        var requestsTotal: UInt64 = 0
-        var requestsBeforeThisGeneration: UInt64 = 0
-        var failedRequests: UInt64 = 0
-        /// The driver reset the device: the next Attach describes new queues, whose recovery
-        /// blocks must start empty.
-        var queuesNeedFreshRecovery = false
-        /// For status: the serving process, when it started serving, the last counters.
-        var pid: Int32?
-        var servingSince: Double?
-        var lastStats = ControlMessage.Stats()
-        var lastExitReason: String?
-        var active: DomainHandle?
-    }
-
     let state = Mutex(State())
     private let sendLock = Mutex(())
     private let wakeup: FileDescriptor
@@ -153,7 +126,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
 
     /// Shuts the domain down and waits for the supervisor thread.
     func stop() {
-        state.withLock { $0.stopping = true }
+        state.withLock { $0.stop() }
         signal(wakeup)
         thread?.join()
     }
@@ -198,26 +171,20 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     }
 
     public var report: Report {
-        state.withLock { s in
-            Report(id: spec.id, restarts: s.restartTimes.count, failed: s.failed, exitReasons: s.exitReasons,
-                   recoveryMilliseconds: s.recoveryMilliseconds, requests: s.requestsTotal, failedRequests: s.failedRequests,
-                   registerAccesses: registers.roundTrips.count, registerRoundTripMicroseconds: registers.roundTrips.microseconds)
-        }
+        var report = state.withLock { $0.report(id: spec.id) }
+        (report.registerAccesses, report.registerRoundTripMicroseconds) = registers.roundTrips
+        return report
     }
 
     // MARK: VirtioTransportBackend (called on vCPU threads)
 
     public func activate(_ activation: VirtioActivation) {
-        state.withLock { $0.activation = activation }
+        state.withLock { $0.activate(activation) }
         signal(wakeup) // the supervisor thread sends Attach
     }
 
     public func reset() {
-        state.withLock { s in
-            s.activation = nil
-            s.attachedGeneration = nil
-            s.queuesNeedFreshRecovery = true
-        }
+        state.withLock { $0.reset() }
         send(.reset)
     }
 
@@ -323,16 +290,12 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             length = 1
         }
         try? queue.pushUsed(head: head, length: length)
-        state.withLock { $0.failedRequests += 1 }
+        state.withLock { $0.requestFailed() }
     }
 
     /// Empties the rings for the next domain generation.
     private func beginGeneration() -> UInt64 {
-        let generation = state.withLock { s -> UInt64 in
-            s.helloReceived = false
-            s.attachedGeneration = nil
-            return s.generation
-        }
+        let generation = state.withLock { $0.beginGeneration() }
         // Under the send lock: a vCPU thread may be sending (Reset) at this moment.
         sendLock.withLock { _ in channel.resetRings(generation: generation) }
         return generation
@@ -370,9 +333,8 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         var lastBeat = region.heartbeat
         var lastBeatChange = monotonicMilliseconds()
         state.withLock { s in
-            s.pid = active.pid
+            s.started(pid: active.pid)
             s.active = active
-            s.servingSince = nil
         }
         events.record(.started, domain: spec.id, detail: "pid \(active.pid)")
         while true {
@@ -407,7 +369,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 let died = monotonicMilliseconds()
                 let termination: DomainTermination
                 do { termination = try active.process.wait() } catch { return .protocolFault("cannot reap: \(error)") }
-                state.withLock { $0.diedAt = died }
+                state.withLock { $0.died(at: died) }
                 return faultReason ?? .terminated(termination)
             }
 
@@ -427,7 +389,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                     }
                 }
             } catch {
-                faultReason = .protocolFault("\(error)")
+                faultReason = State.fault(receiving: error)
                 try? active.process.kill()
             }
             if faultReason == nil { attachIfReady() }
@@ -450,78 +412,62 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
             // restart), prepare its successor; at most once a second, so that a standby that
             // cannot start does not spin.
             if standby == nil, faultReason == nil, now - lastStandbySpawn > 1000,
-               state.withLock({ $0.attachedGeneration == $0.generation && $0.diedAt == nil }) {
+               state.withLock({ $0.wantsStandby }) {
                 lastStandbySpawn = now
                 standby = try? spawn(standby: true)
             }
         }
     }
 
-    /// Handles one message; returns a reason when the message is a protocol fault.
+    /// Handles one message (the state change is `State.handle`); returns a reason when the
+    /// message is a protocol fault.
     private func handle(_ message: ControlMessage) -> ExitReason? {
-        switch message {
-        case .hello(let hello):
-            guard hello.protocolVersion == ControlProtocol.version else {
-                return .protocolFault("domain speaks protocol version \(hello.protocolVersion); the core speaks \(ControlProtocol.version)")
-            }
-            guard hello.kind == spec.kind, hello.id == spec.id else {
-                return .protocolFault("domain introduced itself as \(hello.kind) \(hello.id), expected \(spec.kind) \(spec.id)")
-            }
-            state.withLock { $0.helloReceived = true }
+        let outcome = state.withLock { s in
+            s.handle(message, kind: spec.kind, id: spec.id, now: monotonicMilliseconds(),
+                     nowNanoseconds: ControlChannel.monotonicNanoseconds())
+        }
+        switch outcome {
+        case .handled:
+            break
+        case .protocolFault(let reason):
+            return reason
+        case .helloAccepted:
             logger.trace("hello", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
-        case .attached(let attached):
-            state.withLock { $0.servingSince = monotonicMilliseconds() }
+        case .attached(let replayed):
             logger.trace("attached", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())"])
-            if attached.replayed > 0 {
-                logger.debug("domain replayed in-flight requests", metadata: ["domain.id": "\(spec.id)", "replayed": "\(attached.replayed)"])
+            if replayed > 0 {
+                logger.debug("domain replayed in-flight requests", metadata: ["domain.id": "\(spec.id)", "replayed": "\(replayed)"])
             }
-        case .stats(let stats):
-            let now = monotonicMilliseconds()
-            state.withLock { s in
-                if stats.requests > 0, let died = s.diedAt {
-                    s.recoveryMilliseconds.append(now - died)
-                    events.record(.recovered, domain: spec.id, detail: "\(now - died) ms")
-                    logger.trace("recovered", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(now)", "died.ms": "\(died)"])
-                    s.diedAt = nil
-                }
-                s.requestsThisGeneration = stats.requests
-                s.lastStats = stats
-                // A domain's counters are hostile: an absurd one saturates, it never traps the core.
-                let (total, overflow) = s.requestsBeforeThisGeneration.addingReportingOverflow(stats.requests)
-                s.requestsTotal = overflow ? .max : total
-                if stats.requests > 0 { s.consecutiveFailures = 0 }
+        case .stats(let recovered):
+            if let recovered {
+                events.record(.recovered, domain: spec.id, detail: "\(recovered) ms")
+                logger.trace("recovered", metadata: ["domain.id": "\(spec.id)", "t.ms": "\(monotonicMilliseconds())",
+                                                     "recovery.ms": "\(recovered)"])
             }
-        case .faultReport(let report):
+        case .faultReported(let report):
             logger.warning("domain reported a fault", metadata: ["domain.id": "\(spec.id)", "fault.kind": "\(report.kind)",
                                                                  "fault.detail": "\(report.detail)"])
         case .log(let log):
             logger.log(level: Logger.Level(log.level), "\(log.message)", metadata: ["domain.id": "\(spec.id)"])
-        case .pong(let pong):
-            let now = ControlChannel.monotonicNanoseconds()
-            lastPong.withLock { $0 = (pong.sequence, now &- pong.sentNanoseconds) }
-        case .registerReadReply(let reply):
+        case .pong(let sequence, let roundTrip):
+            lastPong.withLock { $0 = (sequence, roundTrip) }
+        case .registerReply(let reply):
             registers.complete(reply)
-        case .resetDone:
-            break
-        case .attach, .reset, .shutdown, .ping, .registerRead, .registerWrite, .injectFault:
-            return .protocolFault("domain sent a message only the core may send")
         }
         return nil
     }
 
     private func attachIfReady() {
         let attach: ControlMessage? = state.withLock { s in
-            guard s.helloReceived, s.attachedGeneration != s.generation, let activation = s.activation else { return nil }
-            s.attachedGeneration = s.generation
-            if s.queuesNeedFreshRecovery {
-                s.queuesNeedFreshRecovery = false
+            guard let (generation, activation, freshRecovery) = s.takeAttach() else { return nil }
+            if freshRecovery {
                 for index in 0..<spec.queueCount { region.queueRecovery(index).initializeMemory(as: UInt8.self, repeating: 0) }
             }
             let queues = activation.queues.enumerated().map { index, queue in
                 ControlMessage.QueueConfig(index: UInt32(index), size: UInt32(queue.size), descriptorAddress: queue.descriptorTable,
                                            availableAddress: queue.driverArea, usedAddress: queue.deviceArea, ready: queue.ready)
             }
-            return .attach(.init(generation: s.generation, deviceFeatures: activation.driverFeatures, queues: queues,
+            return .attach(.init(generation: generation, deviceFeatures: activation.driverFeatures, queues: queues,
                                  guestMemorySize: guestMemorySize, eventIndex: activation.driverFeatures & (1 << 29) != 0,
                                  readOnly: spec.readOnly, capacitySectors: spec.capacitySectors, config: spec.config))
         }
@@ -534,17 +480,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private func recordExit(_ reason: ExitReason) {
         logger.notice("domain ended; restarting", metadata: ["domain.id": "\(spec.id)", "reason": "\(reason)"])
         events.record(.exited, domain: spec.id, detail: reason.description)
-        let (index, pid) = state.withLock { s in (s.exitReasons.count, s.pid) }
-        state.withLock { s in
-            s.exitReasons.append(reason.description)
-            s.lastExitReason = reason.description
-            s.pid = nil
-            s.active = nil
-            s.servingSince = nil
-            s.requestsBeforeThisGeneration = s.requestsTotal
-            s.requestsThisGeneration = 0
-            s.consecutiveFailures += 1
-            s.generation += 1
+        let (index, pid) = state.withLock { s in
+            let pid = s.pid
+            return (s.recordExit(reason), pid)
         }
         if case .terminated(let how) = reason, how.isSeccompViolation, let pid {
             // Which call broke the policy: from the kernel's audit record, off the restart path.
@@ -565,19 +503,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     /// device failed and returns false when the budget is spent.
     private func backOff() -> Bool {
         let now = monotonicMilliseconds()
-        let delay: Double? = state.withLock { s in
-            let windowStart = now - spec.policy.windowSeconds * 1000
-            s.restartTimes.append(now)
-            let recent = s.restartTimes.filter { $0 >= windowStart }.count
-            if recent > spec.policy.budget {
-                s.failed = true
-                return nil
-            }
-            // The first failure after progress restarts at once; repeated ones back off.
-            guard s.consecutiveFailures > 1 else { return 0 }
-            let exponent = Double(min(s.consecutiveFailures - 2, 16))
-            return min(spec.policy.initialBackoffMilliseconds * pow2(exponent), spec.policy.maximumBackoffMilliseconds)
-        }
+        let delay = state.withLock { $0.restartDelay(now: now, policy: spec.policy) }
         guard let delay else {
             logger.error("domain exceeded its restart budget; the device has failed",
                          metadata: ["domain.id": "\(spec.id)", "budget": "\(spec.policy.budget)",
@@ -608,12 +534,6 @@ func monotonicMilliseconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) * 1000 + Double(now.tv_nsec) / 1_000_000
-}
-
-private func pow2(_ exponent: Double) -> Double {
-    var result = 1.0
-    for _ in 0..<Int(exponent) { result *= 2 }
-    return result
 }
 
 extension Logger.Level {
@@ -730,21 +650,8 @@ extension DomainSupervisor {
         let now = monotonicMilliseconds()
         let heartbeat = region.heartbeat
         return state.withLock { s in
-            let current: Status.State
-            if s.failed { current = .failed }
-            else if s.stopping { current = .stopped }
-            else if s.pid == nil { current = .restarting }
-            else if s.servingSince == nil { current = s.restartTimes.isEmpty ? .starting : .restarting }
-            else { current = .running }
-            let usage = s.pid.flatMap(ProcessUsage.init(pid:))
-            return Status(
-                id: spec.id, kind: spec.kind, state: current, pid: s.pid, restarts: s.restartTimes.count,
-                lastExitReason: s.lastExitReason, uptimeSeconds: s.servingSince.map { (now - $0) / 1000 },
-                lastRecoveryMilliseconds: s.recoveryMilliseconds.last, requests: s.requestsTotal,
-                readBytes: s.lastStats.readBytes, writtenBytes: s.lastStats.writtenBytes, inFlight: s.lastStats.inFlight,
-                errors: s.lastStats.errors, replayed: s.lastStats.replayed, failedRequests: s.failedRequests,
-                recoveryMilliseconds: s.recoveryMilliseconds, exitReasons: s.exitReasons,
-                rssBytes: usage?.rssBytes, cpuSeconds: usage?.cpuSeconds, heartbeat: heartbeat)
+            let usage = s.pid.flatMap(ProcessUsage.init(pid:)).map { (rssBytes: $0.rssBytes, cpuSeconds: $0.cpuSeconds) }
+            return s.status(id: spec.id, kind: spec.kind, now: now, heartbeat: heartbeat, usage: usage)
         }
     }
 }

@@ -24,12 +24,22 @@ public struct VirtqueueConfiguration: Sendable, Equatable {
     public var descriptorTable: UInt64 = 0
     public var driverArea: UInt64 = 0
     public var deviceArea: UInt64 = 0
+
+    public init(size: UInt16, ready: Bool = false, descriptorTable: UInt64 = 0, driverArea: UInt64 = 0, deviceArea: UInt64 = 0) {
+        self.size = size; self.ready = ready; self.descriptorTable = descriptorTable
+        self.driverArea = driverArea; self.deviceArea = deviceArea
+    }
 }
 
 /// The transport state handed to a backend when the driver sets DRIVER_OK.
 public struct VirtioActivation: Sendable, Equatable {
     public var driverFeatures: UInt64
     public var queues: [VirtqueueConfiguration]
+
+    public init(driverFeatures: UInt64, queues: [VirtqueueConfiguration]) {
+        self.driverFeatures = driverFeatures
+        self.queues = queues
+    }
 }
 
 /// The backend behind a transport (a driver domain, through its supervisor).
