@@ -79,11 +79,12 @@ qemu() {    # qemu <logfile> <cmdline...>
         -kernel "$here/build/guest.elf" -append "$* $extra" > "$log" 2>&1
     echo $(( $? >> 1 ))
 }
-result() { grep '^BULKHEAD-RESULT' "$1"; }
+# the result line, and the RTL8139 driver's register counters
+result() { grep -e '^BULKHEAD-RESULT' -e '^guest: rtl8139: capr_writes' "$1"; }
 # Wait (up to 20 s) until net-echo has resolved the peer and starts sending: the
 # pc machine's firmware takes a few seconds before the guest runs.
 wait_ready() { for _ in $(seq 200); do grep -q '^guest: net-echo: ' "$1" 2>/dev/null && return; sleep 0.1; done; }
-key() { result "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+key() { grep '^BULKHEAD-RESULT' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # 1. net-echo
 rc=$(qemu "$tmp/echo.out" workload=net-echo count=2000)
