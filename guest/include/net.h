@@ -1,10 +1,13 @@
-/* A tiny polled network stack over virtio-net, ring 3: Ethernet, ARP
- * (answers requests for our address, resolves the peer with retries), IPv4
- * (no fragments, header checksum checked, only our address accepted), ICMP
- * echo reply, UDP with checksums. One peer (the host side of the link), /24.
- * Malformed frames are counted and dropped. */
+/* A tiny polled network stack, ring 3: Ethernet, ARP (answers requests for
+ * our address, resolves the peer with retries), IPv4 (no fragments, header
+ * checksum checked, only our address accepted), ICMP echo reply, UDP with
+ * checksums. One peer (the host side of the link), /24. Malformed frames
+ * are counted and dropped. It runs over any NIC driver behind struct nic
+ * (nic.h): virtio-net or the RTL8139, chosen with nic=. */
 #ifndef BULKHEAD_NET_H
 #define BULKHEAD_NET_H
+#include "nic.h"
+#include "rtl8139.h"
 #include "types.h"
 #include "virtio_net.h"
 
@@ -47,7 +50,12 @@ typedef void (*udp_rx_fn)(void *ctx, u32 src_ip, u16 src_port, u16 dst_port,
 #define NET_MAX_BINDINGS 4
 
 struct net_stack {
-    struct net_dev dev;
+    struct nic *nic;                 /* &dev.nic once net_init succeeded */
+    union {                          /* the driver's state; each starts with a struct nic */
+        struct nic nic;
+        struct net_dev virtio;
+        struct rtl8139 rtl8139;
+    } dev;
     u32 ip, peer_ip;                 /* host byte order */
     u8 peer_mac[6];
     bool peer_known;
@@ -58,8 +66,9 @@ struct net_stack {
     const char *fail_reason;
 };
 
-/* Open the `net_dev=`-th (default 0) virtio-net device, read ip= and peer=
- * (defaults 10.0.0.2 and 10.0.0.1, /24) and wait up to 5 s for link up. */
+/* Open the `net_dev=`-th (default 0) NIC of the kind nic= names (virtio,
+ * the default, or rtl8139), read ip= and peer= (defaults 10.0.0.2 and
+ * 10.0.0.1, /24) and wait up to 5 s for link up. */
 bool net_init(struct net_stack *s);
 /* Receive up to a batch of frames, answer ARP and ping, deliver UDP, reap
  * tx completions, kick what the replies queued, do the driver's
@@ -78,10 +87,13 @@ bool net_udp_bind(struct net_stack *s, u16 port, udp_rx_fn fn, void *ctx);
 u8 *net_udp_begin(struct net_stack *s);
 void net_udp_commit(struct net_stack *s, u8 *payload, u16 src_port, u16 dst_port, u32 len);
 void net_udp_abort(struct net_stack *s, u8 *payload);
-static inline void net_flush(struct net_stack *s) { net_dev_tx_kick(&s->dev); }
+static inline void net_flush(struct net_stack *s) { nic_tx_kick(s->nic); }
 
-/* One `guest: net: ...` line with every counter. */
+/* One `guest: net: ...` line with every counter, then the driver's line. */
 void net_print_stats(struct net_stack *s);
+/* Append the NIC keys to the result line: nic=, the register accesses per
+ * received and per transmitted frame, and the other ones. */
+void net_result_nic(struct net_stack *s);
 /* Parse a dotted quad into host byte order. */
 bool net_parse_ip(const char *str, u32 *out);
 

@@ -4,6 +4,7 @@
  * packet. No offloads, no MRG_RXBUF, no control queue. */
 #ifndef BULKHEAD_VIRTIO_NET_H
 #define BULKHEAD_VIRTIO_NET_H
+#include "nic.h"
 #include "types.h"
 #include "virtio.h"
 
@@ -17,8 +18,6 @@
 /* struct virtio_net_hdr with VERSION_1: flags, gso_type, hdr_len, gso_size,
  * csum_start, csum_offset, num_buffers. Always zero on transmit. */
 #define VIRTIO_NET_HDR_LEN     12
-#define NET_MAX_FRAME          1514     /* Ethernet header + 1500, no FCS */
-#define NET_MIN_FRAME          60       /* short frames are zero-padded to this on tx */
 #define NET_BUF_SIZE           2048
 /* The virtio-net header starts 2 bytes into each buffer, so the Ethernet
  * header is at +14, the IP header at +28 (4-aligned) and a UDP payload at
@@ -27,12 +26,10 @@
 #define NET_FRAME_OFF          (NET_BUF_OFF + VIRTIO_NET_HDR_LEN)
 
 struct net_dev {
+    struct nic nic;            /* mac, link, fail_reason, frame and register counters */
     struct virtio_dev vdev;
     struct virtq rxq, txq;
-    u8 mac[6];
     bool has_mac, has_status;
-    bool link_up;
-    u64 link_down_seen;        /* up -> down transitions seen (and a link down at start) */
     u16 link_status_raw;
 
     u8 *rx_bufs;               /* [rx_count][NET_BUF_SIZE] */
@@ -54,12 +51,9 @@ struct net_dev {
     u64 last_rx_rekick;
     u64 last_status_check;
 
-    /* counters */
-    u64 rx_frames, rx_bytes;   /* frames handed to the stack (without virtio header) */
+    /* counters (frames and bytes are in nic) */
     u64 rx_bad_len;            /* used length < header or > buffer */
-    u64 tx_frames, tx_bytes;
     u64 tx_rekicks, rx_rekicks;
-    const char *fail_reason;   /* set when the device reports NEEDS_RESET/FAILED */
 };
 
 /* Find the `which`-th virtio-net device among all announced virtio-mmio
@@ -67,35 +61,17 @@ struct net_dev {
  * EVENT_IDX (if offered; virtio_event_idx=0 refuses it), set up both
  * queues, post the receive buffers (net_rx_bufs=, default: the ring size)
  * and go DRIVER_OK. Prints one `guest: virtio-net ...` line. On failure
- * returns false with fail_reason set. */
+ * returns false with nic.fail_reason set. Then use it through n->nic (nic.h):
+ *  - rx_poll hands frames up, re-posts their buffers and publishes them;
+ *  - tx_commit queues a frame, visible to the device on tx_kick (done
+ *    automatically every 32 frames); completions are reaped lazily;
+ *  - service polls the link status every link_poll_ms (one exit), re-kicks
+ *    a transmit queue that has not completed anything for 100 ms and the
+ *    receive queue after 1 s without frames (covers a backend restarted
+ *    under the guest), and checks the device status once a second while the
+ *    tx queue is stuck; false once it reports DEVICE_NEEDS_RESET or FAILED.
+ * Register counters: rx_regs/tx_regs are the QueueNotify writes on the
+ * receiveq (including the one that publishes the buffers at start) and the
+ * transmitq; other_regs the link-status and Status reads. */
 bool net_dev_open(struct net_dev *n, int which);
-
-/* A free tx buffer: returns a pointer to where the Ethernet frame goes
- * (NET_MAX_FRAME bytes available), or NULL if every buffer is in flight
- * (after reaping completions). */
-u8 *net_dev_tx_buf(struct net_dev *n);
-/* Queue the frame in a buffer from net_dev_tx_buf (len <= NET_MAX_FRAME;
- * shorter than 60 is padded). Not visible to the device until the next
- * net_dev_tx_kick (done automatically every 32 frames). */
-void net_dev_tx_queue(struct net_dev *n, u8 *frame, u32 len);
-/* Give back a buffer from net_dev_tx_buf without sending it. */
-void net_dev_tx_cancel(struct net_dev *n, u8 *frame);
-void net_dev_tx_kick(struct net_dev *n);
-/* Reap transmit completions; returns how many. */
-int net_dev_tx_reap(struct net_dev *n);
-
-typedef void (*net_rx_fn)(void *ctx, u8 *frame, u32 len);
-/* Hand up to max received frames to fn (the frame is valid only during the
- * call), re-post their buffers and publish them. Returns how many. */
-int net_dev_rx_poll(struct net_dev *n, net_rx_fn fn, void *ctx, int max);
-
-/* Cheap housekeeping (a TSC compare unless something is due): polls the
- * link status every link_poll_ms (one exit), re-kicks a transmit queue that
- * has not completed anything for 100 ms and the receive queue after 1 s
- * without frames (covers a backend restarted under the guest), and checks
- * the device status once a second while the tx queue is stuck. Returns
- * false once the device reports DEVICE_NEEDS_RESET or FAILED. */
-bool net_dev_service(struct net_dev *n);
-/* Read the link status now (one exit); updates link_up/link_down_seen. */
-bool net_dev_link_poll(struct net_dev *n);
 #endif

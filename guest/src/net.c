@@ -4,6 +4,7 @@
 #include "cmdline.h"
 #include "lib.h"
 #include "timer.h"
+#include "workload.h"
 #include "x86.h"
 
 typedef u16 __attribute__((aligned(1), may_alias)) u16_un;
@@ -71,7 +72,7 @@ static void fmt_ip(char *buf, size_t size, u32 ip)
 static u8 *build_ip(struct net_stack *s, u8 *f, const u8 *dst_mac, u32 dst_ip, u8 proto, u32 payload_len)
 {
     memcpy(f, dst_mac, 6);
-    memcpy(f + 6, s->dev.mac, 6);
+    memcpy(f + 6, s->nic->mac, 6);
     put_be16(f + 12, ETH_P_IP);
     u8 *ip = f + ETH_HLEN;
     ip[0] = 0x45;
@@ -90,13 +91,13 @@ static u8 *build_ip(struct net_stack *s, u8 *f, const u8 *dst_mac, u32 dst_ip, u
 
 static void send_arp(struct net_stack *s, u16 op, const u8 *eth_dst, const u8 *tha, u32 tpa)
 {
-    u8 *f = net_dev_tx_buf(&s->dev);
+    u8 *f = nic_tx_begin(s->nic);
     if (!f) {
         s->st.tx_no_buf++;
         return;
     }
     memcpy(f, eth_dst, 6);
-    memcpy(f + 6, s->dev.mac, 6);
+    memcpy(f + 6, s->nic->mac, 6);
     put_be16(f + 12, ETH_P_ARP);
     u8 *a = f + ETH_HLEN;
     put_be16(a, 1);
@@ -104,11 +105,11 @@ static void send_arp(struct net_stack *s, u16 op, const u8 *eth_dst, const u8 *t
     a[4] = 6;
     a[5] = 4;
     put_be16(a + 6, op);
-    memcpy(a + 8, s->dev.mac, 6);
+    memcpy(a + 8, s->nic->mac, 6);
     put_be32(a + 14, s->ip);
     memcpy(a + 18, tha, 6);
     put_be32(a + 24, tpa);
-    net_dev_tx_queue(&s->dev, f, ETH_HLEN + 28);
+    nic_tx_commit(s->nic, f, ETH_HLEN + 28);
 }
 
 static void rx_arp(struct net_stack *s, const u8 *a, u32 len)
@@ -145,7 +146,7 @@ static void rx_icmp(struct net_stack *s, const u8 *eth, const u8 *ip, const u8 *
         s->st.icmp_other++;
         return;
     }
-    u8 *f = net_dev_tx_buf(&s->dev);
+    u8 *f = nic_tx_begin(s->nic);
     if (!f) {
         s->st.tx_no_buf++;
         return;
@@ -156,7 +157,7 @@ static void rx_icmp(struct net_stack *s, const u8 *eth, const u8 *ip, const u8 *
     p[0] = 0;                                  /* echo reply */
     *(u16_un *)(p + 2) = 0;
     *(u16_un *)(p + 2) = inet_csum_fold(inet_csum_add(0, p, len));
-    net_dev_tx_queue(&s->dev, f, ETH_HLEN + IP_HLEN + len);
+    nic_tx_commit(s->nic, f, ETH_HLEN + IP_HLEN + len);
     s->st.pings_answered++;
 }
 
@@ -228,7 +229,7 @@ static void rx_frame(void *ctx, u8 *f, u32 len)
         s->st.malformed++;
         return;
     }
-    if (memcmp(f, s->dev.mac, 6) != 0 && memcmp(f, bcast_mac, 6) != 0) {
+    if (memcmp(f, s->nic->mac, 6) != 0 && memcmp(f, bcast_mac, 6) != 0) {
         s->st.not_for_us++;
         return;
     }
@@ -241,11 +242,12 @@ static void rx_frame(void *ctx, u8 *f, u32 len)
 
 int net_poll(struct net_stack *s)
 {
-    int k = net_dev_rx_poll(&s->dev, rx_frame, s, 64);
-    net_dev_tx_reap(&s->dev);
-    if (s->dev.tx_unkicked) net_dev_tx_kick(&s->dev);
-    if (!net_dev_service(&s->dev)) {
-        s->fail_reason = s->dev.fail_reason;
+    struct nic *n = s->nic;
+    int k = nic_rx_poll(n, rx_frame, s, 64);
+    nic_tx_reap(n);
+    nic_tx_kick(n);
+    if (!nic_service(n)) {
+        s->fail_reason = n->fail_reason;
         return -1;
     }
     return k;
@@ -276,18 +278,31 @@ bool net_init(struct net_stack *s)
     tsc_khz();
     u64 which = 0;
     cmdline_get_u64("net_dev", &which);
-    if (!net_dev_open(&s->dev, (int)which)) {
-        s->fail_reason = s->dev.fail_reason;
+    char model[16] = "virtio";
+    cmdline_get("nic", model, sizeof(model));
+    bool opened;
+    if (strcmp(model, "virtio") == 0) {
+        opened = net_dev_open(&s->dev.virtio, (int)which);
+    } else if (strcmp(model, "rtl8139") == 0) {
+        opened = rtl8139_open(&s->dev.rtl8139, (int)which);
+    } else {
+        printf("guest: unknown nic=%s (virtio or rtl8139)\n", model);
+        s->fail_reason = "bad-nic";
         return false;
     }
-    if (!s->dev.link_up) {
-        printf("guest: virtio-net: waiting up to 5 s for link up\n");
+    if (!opened) {
+        s->fail_reason = s->dev.nic.fail_reason;
+        return false;
+    }
+    s->nic = &s->dev.nic;
+    if (!s->nic->link_up) {
+        printf("guest: net: waiting up to 5 s for link up (nic=%s)\n", s->nic->model);
         u64 start = rdtsc(), lim = us_to_tsc(5000000);
-        while (!s->dev.link_up && rdtsc() - start < lim) {
+        while (!s->nic->link_up && rdtsc() - start < lim) {
             if (net_poll(s) < 0) return false;
             cpu_relax();
         }
-        if (!s->dev.link_up) {
+        if (!s->nic->link_up) {
             s->fail_reason = "link-down";
             return false;
         }
@@ -338,13 +353,13 @@ bool net_udp_bind(struct net_stack *s, u16 port, udp_rx_fn fn, void *ctx)
 
 u8 *net_udp_begin(struct net_stack *s)
 {
-    u8 *f = net_dev_tx_buf(&s->dev);
+    u8 *f = nic_tx_begin(s->nic);
     return f ? f + ETH_HLEN + IP_HLEN + UDP_HLEN : NULL;
 }
 
 void net_udp_abort(struct net_stack *s, u8 *payload)
 {
-    net_dev_tx_cancel(&s->dev, payload - (ETH_HLEN + IP_HLEN + UDP_HLEN));
+    nic_tx_cancel(s->nic, payload - (ETH_HLEN + IP_HLEN + UDP_HLEN));
 }
 
 void net_udp_commit(struct net_stack *s, u8 *payload, u16 src_port, u16 dst_port, u32 len)
@@ -359,22 +374,40 @@ void net_udp_commit(struct net_stack *s, u8 *payload, u16 src_port, u16 dst_port
     *(u16_un *)(u + 6) = 0;
     u16 c = inet_csum_fold(inet_csum_add(udp_pseudo(f + ETH_HLEN, ulen), u, ulen));
     *(u16_un *)(u + 6) = c ? c : 0xffff;
-    net_dev_tx_queue(&s->dev, f, ETH_HLEN + IP_HLEN + ulen);
+    nic_tx_commit(s->nic, f, ETH_HLEN + IP_HLEN + ulen);
     s->st.udp_tx++;
 }
 
 void net_print_stats(struct net_stack *s)
 {
     const struct net_stats *t = &s->st;
+    struct nic *n = s->nic;
     printf("guest: net: rx_frames=%lu tx_frames=%lu malformed=%lu (runt=%lu bad_arp=%lu bad_ip_hdr=%lu "
            "bad_ip_len=%lu bad_ip_csum=%lu bad_icmp=%lu bad_udp_len=%lu bad_udp_csum=%lu) "
            "fragments=%lu not_for_us=%lu other_ethertype=%lu other_proto=%lu icmp_other=%lu "
            "udp_no_port=%lu arp_rx=%lu arp_req_sent=%lu arp_replies=%lu pings=%lu tx_no_buf=%lu "
-           "tx_rekicks=%lu rx_rekicks=%lu tx_notifies=%lu rx_notifies=%lu rx_bad_len=%lu\n",
-           t->rx_frames, s->dev.tx_frames, t->malformed, t->runt, t->bad_arp, t->bad_ip_hdr,
+           "nic=%s rx_regs=%lu tx_regs=%lu other_regs=%lu setup_regs=%lu\n",
+           t->rx_frames, n->tx_frames, t->malformed, t->runt, t->bad_arp, t->bad_ip_hdr,
            t->bad_ip_len, t->bad_ip_csum, t->bad_icmp, t->bad_udp_len, t->bad_udp_csum,
            t->ip_fragments, t->not_for_us, t->other_ethertype, t->other_proto, t->icmp_other,
            t->udp_no_port, t->arp_rx, t->arp_requests_sent, t->arp_replies_sent, t->pings_answered,
-           t->tx_no_buf, s->dev.tx_rekicks, s->dev.rx_rekicks, s->dev.txq.notifies,
-           s->dev.rxq.notifies, s->dev.rx_bad_len);
+           t->tx_no_buf, n->model, n->rx_regs, n->tx_regs, n->other_regs, n->setup_regs);
+    n->ops->print_stats(n);
+}
+
+/* a/b with three decimals, as "x.yyy" */
+static void ratio(char *buf, size_t size, u64 a, u64 b)
+{
+    u64 m = b ? (a * 1000 + b / 2) / b : 0;
+    snprintf(buf, size, "%lu.%03lu", m / 1000, m % 1000);
+}
+
+void net_result_nic(struct net_stack *s)
+{
+    struct nic *n = s->nic;
+    if (!n) return;
+    char rx[24], tx[24];
+    ratio(rx, sizeof(rx), n->rx_regs, n->rx_frames);
+    ratio(tx, sizeof(tx), n->tx_regs, n->tx_frames);
+    result_kv("nic=%s regs_per_rx=%s regs_per_tx=%s other_regs=%lu", n->model, rx, tx, n->other_regs);
 }

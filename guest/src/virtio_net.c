@@ -1,7 +1,8 @@
 /* virtio-net driver: receiveq (0) and transmitq (1), polled from ring 3.
  * Every chain is a single descriptor holding the 12-byte virtio-net header
  * and the frame. Interrupts stay off (see virtq_setup); kicks are written
- * only when the device asks for them (EVENT_IDX / NO_NOTIFY). */
+ * only when the device asks for them (EVENT_IDX / NO_NOTIFY). The stack
+ * reaches it through struct nic (nic.h). */
 #include "virtio_net.h"
 #include "cmdline.h"
 #include "lib.h"
@@ -12,6 +13,15 @@
 #define MAX_DEVICES   32
 #define TX_AUTO_KICK  32
 
+static const struct nic_ops virtio_net_ops;
+
+/* The data-path register accesses are the QueueNotify writes. */
+static void sync_regs(struct net_dev *n)
+{
+    n->nic.rx_regs = n->rxq.notifies;
+    n->nic.tx_regs = n->txq.notifies;
+}
+
 static void post_rx(struct net_dev *n, int buf)
 {
     struct virtq_buf b = { (u64)(n->rx_bufs + (u64)buf * NET_BUF_SIZE + NET_BUF_OFF),
@@ -20,24 +30,26 @@ static void post_rx(struct net_dev *n, int buf)
     if (head >= 0) n->rx_head_buf[head] = (s16)buf;
 }
 
-bool net_dev_link_poll(struct net_dev *n)
+/* Read the link status now (one exit); updates link_up/link_down_seen. */
+static bool link_poll(struct net_dev *n)
 {
     n->next_link_poll = rdtsc() + n->link_poll_tsc;
     if (!n->has_status) {
-        n->link_up = true;
+        n->nic.link_up = true;
         return true;
     }
     /* Aligned 32-bit read of mac[4], mac[5], status (one exit). */
     u32 v = virtio_cfg_read32(&n->vdev, 4);
+    n->nic.other_regs++;
     u16 st = (u16)(v >> 16);
     bool up = st & VIRTIO_NET_S_LINK_UP;
-    if (!up && n->link_up) {
-        n->link_down_seen++;
+    if (!up && n->nic.link_up) {
+        n->nic.link_down_seen++;
         printf("guest: virtio-net: link down (status 0x%x)\n", st);
-    } else if (up && !n->link_up && n->link_down_seen) {
+    } else if (up && !n->nic.link_up && n->nic.link_down_seen) {
         printf("guest: virtio-net: link up again\n");
     }
-    n->link_up = up;
+    n->nic.link_up = up;
     n->link_status_raw = st;
     return up;
 }
@@ -45,6 +57,8 @@ bool net_dev_link_poll(struct net_dev *n)
 bool net_dev_open(struct net_dev *n, int which)
 {
     memset(n, 0, sizeof(*n));
+    n->nic.ops = &virtio_net_ops;
+    n->nic.model = "virtio";
     struct virtio_dev devs[MAX_DEVICES];
     int nd = virtio_mmio_find(devs, MAX_DEVICES), found = -1;
     for (int i = 0, k = 0; i < nd; i++) {
@@ -55,7 +69,7 @@ bool net_dev_open(struct net_dev *n, int which)
     }
     if (found < 0) {
         printf("guest: no virtio-net device #%d (%d virtio-mmio device(s) found)\n", which, nd);
-        n->fail_reason = "no-device";
+        n->nic.fail_reason = "no-device";
         return false;
     }
     n->vdev = devs[found];
@@ -67,13 +81,13 @@ bool net_dev_open(struct net_dev *n, int which)
     if (cmdline_get_u64("virtio_event_idx", &v) && v == 0)
         wanted &= ~(1UL << VIRTIO_F_EVENT_IDX);
     if (!virtio_negotiate(d, wanted)) {
-        n->fail_reason = d->version != 2 ? "legacy-virtio-mmio" : "feature-negotiation";
+        n->nic.fail_reason = d->version != 2 ? "legacy-virtio-mmio" : "feature-negotiation";
         return false;
     }
     u64 qsize = 256;
     if (cmdline_get_u64("virtio_queue_size", &qsize) && (qsize < 4 || qsize > 32768)) qsize = 256;
     if (!virtq_setup(d, &n->rxq, 0, (u16)qsize) || !virtq_setup(d, &n->txq, 1, (u16)qsize)) {
-        n->fail_reason = "queue-setup";
+        n->nic.fail_reason = "queue-setup";
         virtio_fail(d);
         return false;
     }
@@ -84,14 +98,14 @@ bool net_dev_open(struct net_dev *n, int which)
             u32 gen = mmio_read32(d->base + VIRTIO_MMIO_CONFIG_GENERATION);
             u32 a = virtio_cfg_read32(d, 0), b = virtio_cfg_read32(d, 4);
             if (mmio_read32(d->base + VIRTIO_MMIO_CONFIG_GENERATION) != gen) continue;
-            for (int i = 0; i < 4; i++) n->mac[i] = (u8)(a >> (8 * i));
-            n->mac[4] = (u8)b;
-            n->mac[5] = (u8)(b >> 8);
+            for (int i = 0; i < 4; i++) n->nic.mac[i] = (u8)(a >> (8 * i));
+            n->nic.mac[4] = (u8)b;
+            n->nic.mac[5] = (u8)(b >> 8);
             break;
         }
     } else {
         static const u8 fallback[6] = { 0x02, 0xb1, 0x4e, 0x00, 0x00, 0x02 };   /* locally administered */
-        memcpy(n->mac, fallback, 6);
+        memcpy(n->nic.mac, fallback, 6);
     }
 
     n->rx_count = n->rxq.size;
@@ -104,7 +118,7 @@ bool net_dev_open(struct net_dev *n, int which)
     n->tx_free = mem_alloc(sizeof(u16) * n->tx_count, 16);
     if (!n->rx_bufs || !n->tx_bufs || !n->rx_head_buf || !n->tx_head_buf || !n->tx_free) {
         printf("guest: out of memory for virtio-net\n");
-        n->fail_reason = "oom";
+        n->nic.fail_reason = "oom";
         virtio_fail(d);
         return false;
     }
@@ -121,26 +135,28 @@ bool net_dev_open(struct net_dev *n, int which)
     virtio_driver_ok(d);
     if (virtio_get_status(d) & (VIRTIO_STATUS_DEVICE_NEEDS_RESET | VIRTIO_STATUS_FAILED)) {
         printf("guest: virtio-net at 0x%lx failed at DRIVER_OK\n", d->base);
-        n->fail_reason = "device-failed";
+        n->nic.fail_reason = "device-failed";
         return false;
     }
     /* Publish the receive buffers only after DRIVER_OK (the device may not
      * look at the queue before). */
     virtq_kick(&n->rxq, true);
-    n->link_up = true;                  /* so that a link down at start counts once */
-    net_dev_link_poll(n);
+    n->nic.link_up = true;              /* so that a link down at start counts once */
+    link_poll(n);
+    sync_regs(n);
     u64 now = rdtsc();
     n->last_rx_tsc = n->last_rx_rekick = n->last_tx_progress = n->last_status_check = now;
     printf("guest: virtio-net at 0x%lx irq %u: mac %02x:%02x:%02x:%02x:%02x:%02x%s, link %s, "
            "features 0x%lx of 0x%lx, queues %u/%u, %d rx buffers%s\n",
-           d->base, d->irq, n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5],
-           n->has_mac ? "" : " (own)", n->has_status ? (n->link_up ? "up" : "down") : "up (no status)",
+           d->base, d->irq, n->nic.mac[0], n->nic.mac[1], n->nic.mac[2], n->nic.mac[3], n->nic.mac[4],
+           n->nic.mac[5],
+           n->has_mac ? "" : " (own)", n->has_status ? (n->nic.link_up ? "up" : "down") : "up (no status)",
            d->features, d->device_features, n->rxq.size, n->txq.size, n->rx_count,
            n->rxq.event_idx ? ", event-idx" : "");
     return true;
 }
 
-int net_dev_tx_reap(struct net_dev *n)
+static int tx_reap(struct net_dev *n)
 {
     int k = 0;
     u16 head;
@@ -160,13 +176,20 @@ int net_dev_tx_reap(struct net_dev *n)
     return k;
 }
 
-u8 *net_dev_tx_buf(struct net_dev *n)
+static void tx_kick(struct net_dev *n)
+{
+    n->tx_unkicked = 0;
+    virtq_kick(&n->txq, false);
+    n->nic.tx_regs = n->txq.notifies;
+}
+
+static u8 *tx_buf(struct net_dev *n)
 {
     if (!n->tx_nfree) {
-        net_dev_tx_reap(n);
+        tx_reap(n);
         if (!n->tx_nfree && n->tx_unkicked) {
-            net_dev_tx_kick(n);
-            net_dev_tx_reap(n);
+            tx_kick(n);
+            tx_reap(n);
         }
         if (!n->tx_nfree) return NULL;
     }
@@ -179,12 +202,12 @@ static int tx_buf_index(struct net_dev *n, u8 *frame)
     return (int)((u64)(frame - NET_FRAME_OFF - n->tx_bufs) / NET_BUF_SIZE);
 }
 
-void net_dev_tx_cancel(struct net_dev *n, u8 *frame)
+static void tx_cancel(struct net_dev *n, u8 *frame)
 {
     n->tx_free[n->tx_nfree++] = (u16)tx_buf_index(n, frame);
 }
 
-void net_dev_tx_queue(struct net_dev *n, u8 *frame, u32 len)
+static void tx_queue(struct net_dev *n, u8 *frame, u32 len)
 {
     int buf = tx_buf_index(n, frame);
     if (len > NET_MAX_FRAME) len = NET_MAX_FRAME;
@@ -201,18 +224,12 @@ void net_dev_tx_queue(struct net_dev *n, u8 *frame, u32 len)
     }
     n->tx_head_buf[head] = (s16)buf;
     if (n->tx_inflight++ == 0) n->last_tx_progress = rdtsc();
-    n->tx_frames++;
-    n->tx_bytes += len;
-    if (++n->tx_unkicked >= TX_AUTO_KICK) net_dev_tx_kick(n);
+    n->nic.tx_frames++;
+    n->nic.tx_bytes += len;
+    if (++n->tx_unkicked >= TX_AUTO_KICK) tx_kick(n);
 }
 
-void net_dev_tx_kick(struct net_dev *n)
-{
-    n->tx_unkicked = 0;
-    virtq_kick(&n->txq, false);
-}
-
-int net_dev_rx_poll(struct net_dev *n, net_rx_fn fn, void *ctx, int max)
+static int rx_poll(struct net_dev *n, nic_rx_fn fn, void *ctx, int max)
 {
     int k = 0;
     u16 head;
@@ -228,8 +245,8 @@ int net_dev_rx_poll(struct net_dev *n, net_rx_fn fn, void *ctx, int max)
         if (len < VIRTIO_NET_HDR_LEN || len > NET_BUF_SIZE - NET_BUF_OFF) {
             n->rx_bad_len++;
         } else {
-            n->rx_frames++;
-            n->rx_bytes += len - VIRTIO_NET_HDR_LEN;
+            n->nic.rx_frames++;
+            n->nic.rx_bytes += len - VIRTIO_NET_HDR_LEN;
             fn(ctx, p + VIRTIO_NET_HDR_LEN, len - VIRTIO_NET_HDR_LEN);
         }
         post_rx(n, buf);
@@ -237,29 +254,32 @@ int net_dev_rx_poll(struct net_dev *n, net_rx_fn fn, void *ctx, int max)
     }
     if (k) {
         virtq_kick(&n->rxq, false);
+        n->nic.rx_regs = n->rxq.notifies;
         n->last_rx_tsc = rdtsc();
     }
     return k;
 }
 
-bool net_dev_service(struct net_dev *n)
+static bool service(struct net_dev *n)
 {
-    if (n->fail_reason) return false;
+    if (n->nic.fail_reason) return false;
     u64 now = rdtsc();
-    if (now >= n->next_link_poll) net_dev_link_poll(n);
+    if (now >= n->next_link_poll) link_poll(n);
     u64 ms100 = n->tick_tsc;
     if (n->tx_inflight && now - n->last_tx_progress > ms100) {
-        if (n->tx_unkicked) net_dev_tx_kick(n);
-        if (!net_dev_tx_reap(n)) {
+        if (n->tx_unkicked) tx_kick(n);
+        if (!tx_reap(n)) {
             virtq_kick(&n->txq, true);
             n->tx_rekicks++;
             n->last_tx_progress = now;
             if (now - n->last_status_check > 10 * ms100) {
                 n->last_status_check = now;
                 u32 st = virtio_get_status(&n->vdev);
+                n->nic.other_regs++;
                 if (st & (VIRTIO_STATUS_DEVICE_NEEDS_RESET | VIRTIO_STATUS_FAILED)) {
-                    n->fail_reason = (st & VIRTIO_STATUS_FAILED) ? "device-failed" : "device-needs-reset";
+                    n->nic.fail_reason = (st & VIRTIO_STATUS_FAILED) ? "device-failed" : "device-needs-reset";
                     printf("guest: virtio-net: device status 0x%x, giving up\n", st);
+                    sync_regs(n);
                     return false;
                 }
             }
@@ -270,5 +290,43 @@ bool net_dev_service(struct net_dev *n)
         virtq_kick(&n->rxq, true);
         n->rx_rekicks++;
     }
+    sync_regs(n);
     return true;
 }
+
+/* struct nic operations: n is the nic at the start of a struct net_dev. */
+static int op_rx_poll(struct nic *n, nic_rx_fn fn, void *ctx, int max)
+{
+    return rx_poll((struct net_dev *)n, fn, ctx, max);
+}
+static u8 *op_tx_begin(struct nic *n) { return tx_buf((struct net_dev *)n); }
+static void op_tx_commit(struct nic *n, u8 *frame, u32 len) { tx_queue((struct net_dev *)n, frame, len); }
+static void op_tx_cancel(struct nic *n, u8 *frame) { tx_cancel((struct net_dev *)n, frame); }
+static void op_tx_kick(struct nic *n)
+{
+    struct net_dev *d = (struct net_dev *)n;
+    if (d->tx_unkicked) tx_kick(d);
+}
+static int op_tx_reap(struct nic *n) { return tx_reap((struct net_dev *)n); }
+static int op_tx_pending(struct nic *n) { return ((struct net_dev *)n)->tx_inflight; }
+static bool op_service(struct nic *n) { return service((struct net_dev *)n); }
+static void op_print_stats(struct nic *n)
+{
+    struct net_dev *d = (struct net_dev *)n;
+    printf("guest: virtio-net: tx_rekicks=%lu rx_rekicks=%lu tx_notifies=%lu rx_notifies=%lu "
+           "tx_notifies_skipped=%lu rx_notifies_skipped=%lu rx_bad_len=%lu\n",
+           d->tx_rekicks, d->rx_rekicks, d->txq.notifies, d->rxq.notifies, d->txq.notifies_skipped,
+           d->rxq.notifies_skipped, d->rx_bad_len);
+}
+
+static const struct nic_ops virtio_net_ops = {
+    .rx_poll = op_rx_poll,
+    .tx_begin = op_tx_begin,
+    .tx_commit = op_tx_commit,
+    .tx_cancel = op_tx_cancel,
+    .tx_kick = op_tx_kick,
+    .tx_reap = op_tx_reap,
+    .tx_pending = op_tx_pending,
+    .service = op_service,
+    .print_stats = op_print_stats,
+};

@@ -128,7 +128,7 @@ static bool run(void)
         u64 us = tsc_to_us(now - start);
         /* let the device finish (up to 1 s) so a following rx phase starts clean */
         u64 t = rdtsc();
-        while (s->dev.tx_inflight && rdtsc() - t < 1000 * khz && !fail)
+        while (nic_tx_pending(s->nic) && rdtsc() - t < 1000 * khz && !fail)
             if (net_poll(s) < 0) fail = s->fail_reason;
         rates(tx_packets, tx_packets * size, us, &tx_pps, &tx_mbps10);
         printf("guest: net-bench tx: %lu datagrams in %lu us: %lu pps, %lu.%lu Mbit/s\n",
@@ -181,8 +181,9 @@ static bool run(void)
               "pings_answered=%lu tx_notifies=%lu rx_notifies=%lu",
               mode, size, seconds,
               R.started && R.max_seq - R.first_seq + 1 > R.packets ? R.max_seq - R.first_seq + 1 - R.packets : 0,
-              s->st.malformed, s->dev.link_down_seen, s->st.pings_answered, s->dev.txq.notifies,
-              s->dev.rxq.notifies);
+              s->st.malformed, s->nic->link_down_seen, s->st.pings_answered, s->nic->tx_regs,
+              s->nic->rx_regs);
+    net_result_nic(s);
     if (fail) result_kv("reason=%s", fail);
     return !fail && (!do_tx || tx_packets > 0) && (!do_rx || R.packets > 0);
 }

@@ -142,7 +142,7 @@ static bool run(void)
     if (!E.state || !E.sent_tsc) { result_kv("reason=oom"); return false; }
     net_udp_bind(s, (u16)lport, on_reply, NULL);
     if (!net_resolve_peer(s, arp_ms)) {
-        result_kv("sent=0 link_down_seen=%lu reason=%s", s->dev.link_down_seen,
+        result_kv("sent=0 link_down_seen=%lu reason=%s", s->nic->link_down_seen,
                   s->fail_reason ? s->fail_reason : "arp-timeout");
         return false;
     }
@@ -200,13 +200,14 @@ static bool run(void)
     bool ok = !fail && sent > 0 && E.corrupt == 0 && E.lost * 100 <= max_loss * sent;
     result_kv("sent=%lu received=%lu lost=%lu corrupt=%lu duplicates=%lu link_down_seen=%lu "
               "pings_answered=%lu seconds=%lu.%03lu",
-              sent, E.received, E.lost, E.corrupt, E.duplicates, s->dev.link_down_seen,
+              sent, E.received, E.lost, E.corrupt, E.duplicates, s->nic->link_down_seen,
               s->st.pings_answered, elapsed_us / 1000000, elapsed_us / 1000 % 1000);
     u64 rtt_avg = E.received ? tsc_to_us(E.rtt_sum / E.received) : 0;
     result_kv("late=%lu stray=%lu malformed=%lu rtt_avg_us=%lu rtt_max_us=%lu size=%lu window=%lu "
               "tx_notifies=%lu rx_notifies=%lu",
               E.late, E.stray, s->st.malformed, rtt_avg, tsc_to_us(E.rtt_max), size, window,
-              s->dev.txq.notifies, s->dev.rxq.notifies);
+              s->nic->tx_regs, s->nic->rx_regs);
+    net_result_nic(s);
     if (fail) result_kv("reason=%s", fail);
     else if (!sent) result_kv("reason=nothing-sent");
     else if (E.corrupt) result_kv("reason=corrupt");
