@@ -168,9 +168,10 @@ final class NetNamespace {
         try Self.must([Self.ip, "netns", "exec", name] + command)
     }
 
-    /// `bulkhead run --net tap=tap0 ARGS` inside the namespace, in the background.
-    func bulkhead(_ arguments: [String]) throws -> BackgroundRun {
-        try BackgroundRun(["netns", "exec", name, Checkout.bulkhead, "run", "--kernel", Checkout.guest, "--net", "tap=tap0"] + arguments,
+    /// `bulkhead run --net tap=tap0 ARGS` inside the namespace, in the background (`net`: the
+    /// whole `--net` value, e.g. with `,model=rtl8139`).
+    func bulkhead(_ arguments: [String], net: String = "tap=tap0") throws -> BackgroundRun {
+        try BackgroundRun(["netns", "exec", name, Checkout.bulkhead, "run", "--kernel", Checkout.guest, "--net", net] + arguments,
                           executable: Self.ip)
     }
 

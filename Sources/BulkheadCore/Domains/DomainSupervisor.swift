@@ -91,6 +91,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private var thread: DedicatedThread?
     /// An emulated device's register access waiting for the domain's answer.
     let registers = RegisterForwarding()
+    /// Held while a thread consumes the domain → core ring (`receiveMessages`).
+    private let receiveLock = Mutex(())
+    /// A protocol fault a vCPU thread met while taking messages; under `receiveLock`.
+    nonisolated(unsafe) private var faultSeenOnVcpu: ExitReason?
 
     init(spec: Specification, guestMemory: GuestMemory, backend: consuming FileDescriptor, irqfd: SharedFileDescriptor,
          kicks: [SharedFileDescriptor], logger: Logger, events: DomainEventLog,
@@ -297,7 +301,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
     private func beginGeneration() -> UInt64 {
         let generation = state.withLock { $0.beginGeneration() }
         // Under the send lock: a vCPU thread may be sending (Reset) at this moment.
-        sendLock.withLock { _ in channel.resetRings(generation: generation) }
+        receiveLock.withLock { _ in
+            sendLock.withLock { _ in channel.resetRings(generation: generation) }
+            faultSeenOnVcpu = nil
+        }
         return generation
     }
 
@@ -344,9 +351,9 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: standby?.process.pidfd.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
             ]
-            if channel.prepareToSleep() {
+            if receiveLock.withLock({ _ in channel.prepareToSleep() }) {
                 _ = poll(&fds, nfds_t(fds.count), 100)
-                channel.finishSleeping()
+                receiveLock.withLock { _ in channel.finishSleeping() }
             }
             drain(wakeup)
 
@@ -361,7 +368,7 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                     _ = try? active.process.wait()
                 }
                 // The domain's last Stats (sent on Shutdown) make the closing counters exact.
-                while let message = try? channel.tryReceive() { _ = handle(message) }
+                _ = receiveMessages()
                 return .terminated(.exited(status: 0))
             }
 
@@ -379,17 +386,10 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 standby = nil
             }
 
-            // Messages from the domain. A malformed frame is the domain's fault: kill it.
-            do {
-                while let message = try channel.tryReceive() {
-                    if let fault = handle(message) {
-                        faultReason = fault
-                        try? active.process.kill()
-                        break
-                    }
-                }
-            } catch {
-                faultReason = State.fault(receiving: error)
+            // Messages from the domain (a vCPU waiting on a register answer may have taken some,
+            // and a fault with them). A malformed frame is the domain's fault: kill it.
+            if faultReason == nil, let fault = receiveMessages() {
+                faultReason = fault
                 try? active.process.kill()
             }
             if faultReason == nil { attachIfReady() }
@@ -417,6 +417,44 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
                 standby = try? spawn(standby: true)
             }
         }
+    }
+
+    /// Takes every waiting message off the domain → core ring and handles it; returns a
+    /// protocol fault (a malformed frame, a message breaking the protocol), also one a vCPU
+    /// thread met while taking messages (`takeMessagesOnVcpu`). Two threads consume the ring,
+    /// one at a time: the supervisor thread and a vCPU waiting on a register access.
+    private func receiveMessages() -> ExitReason? {
+        receiveLock.withLock { _ -> ExitReason? in
+            if let fault = faultSeenOnVcpu { return fault }
+            do throws(ChannelError) {
+                while let message = try channel.tryReceive() {
+                    if let fault = handle(message) { return fault }
+                }
+            } catch {
+                return State.fault(receiving: error)
+            }
+            return nil
+        }
+    }
+
+    /// On a vCPU thread waiting on a register access: takes the domain's messages (the
+    /// answer among them) off the ring itself, unless the supervisor thread is at it. One
+    /// thread wake-up instead of two (domain → supervisor → vCPU) per access. A fault is left
+    /// for the supervisor thread, which kills the domain.
+    func takeMessagesOnVcpu() {
+        let fault: ExitReason?? = receiveLock.withLockIfAvailable { _ -> ExitReason? in
+            guard faultSeenOnVcpu == nil else { return nil }
+            do throws(ChannelError) {
+                while let message = try channel.tryReceive() {
+                    if let fault = handle(message) { faultSeenOnVcpu = fault; return fault }
+                }
+            } catch {
+                faultSeenOnVcpu = State.fault(receiving: error)
+                return faultSeenOnVcpu
+            }
+            return nil
+        }
+        if case .some(.some) = fault { signal(wakeup) }
     }
 
     /// Handles one message (the state change is `State.handle`); returns a reason when the

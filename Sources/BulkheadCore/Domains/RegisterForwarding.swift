@@ -110,10 +110,17 @@ extension DomainSupervisor {
                         "domain.id": "\(spec.id)", "register.offset": "\(offset)", "register.write": "\(value != nil)"])
                     return ones
                 }
-                if now &- start < Self.registerSpinNanoseconds || registers.answered < 0 { continue }
-                var fd = pollfd(fd: registers.answered, events: Int16(POLLIN), revents: 0)
-                _ = poll(&fd, 1, 10)
+                takeMessagesOnVcpu()
+                if registers.reply != nil || now &- start < Self.registerSpinNanoseconds || registers.answered < 0 { continue }
+                // Wake on the answer from the supervisor thread, or on the domain's doorbell
+                // (rung while the supervisor thread sleeps) to take the answer ourselves.
+                var fds = [pollfd(fd: registers.answered, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0)]
+                _ = poll(&fds, 2, 1)
                 _ = readEventfd(registers.answered)
+                // Drained here so that the next poll sleeps: whatever rang it is taken off the
+                // ring by the next `takeMessagesOnVcpu`, or by the supervisor thread.
+                if fds[1].revents != 0 { _ = readEventfd(channel.incomingDoorbell.rawValue) }
             }
         }
     }
