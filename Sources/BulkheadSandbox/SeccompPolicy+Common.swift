@@ -3,43 +3,29 @@ import Glibc
 #endif
 
 extension SeccompPolicy {
-    /// What every domain needs after `Sandbox.enter`: the Swift runtime and malloc, a loop
-    /// that waits on eventfds with `ppoll`, reads and writes them, works on shared memory
-    /// mapped from fds the core passed, and exits. Found by running the probe domain's idle
-    /// loop under `strace -f` (see domains/probe/README.md). No `open`, no `socket`, no
-    /// `ioctl`, no `clone`/`fork`/`execve`, no `kill`.
+    /// What every domain kind (blk, net, probe) calls after `Sandbox.enter`: the intersection of
+    /// their working sets under `strace -f` (orchestration/scripts/seccomp-trace.sh), plus the
+    /// stderr line a domain writes before it dies. A domain is one thread (no `clone` is ever
+    /// allowed), so nothing here serves another thread: no `futex`, no `exit`.
+    ///
+    /// Not here, on purpose: `open`, `socket`, `ioctl`, `clone`/`fork`/`execve`, `kill`, and
+    /// the calls of glibc's `abort()` (`rt_sigprocmask`, `gettid`, `tgkill`): a domain is pid 1
+    /// of its namespace, where a raised SIGABRT is ignored anyway, so an abort (a glibc heap
+    /// check, a Swift runtime error) ends in SIGSYS at its first call, recorded as a seccomp
+    /// violation. Swift's own traps (`fatalError`, overflow) are `ud2`: SIGILL, no call.
     public static let common = SeccompPolicy([
-        // I/O on the fds the core passed (eventfd counters, the report pipe, logs on stderr).
-        .init("read", "eventfd counters, pipes"),
-        .init("write", "eventfd doorbells, stderr log lines"),
-        .init("close", "dropping a passed fd the domain no longer needs"),
-        // Waiting.
-        .init("ppoll", "the main loop waits on eventfds (glibc's ppoll)"),
-        .init("poll", "the main loop waits on eventfds (glibc's poll)"),
-        .init("futex", "Swift runtime and glibc locks (contended only)"),
-        .init("nanosleep", "backoff sleeps"),
-        .init("clock_nanosleep", "glibc's nanosleep/usleep"),
-        .init("clock_gettime", "when the vDSO falls back to the system call"),
-        .init("sched_yield", "spin-lock backoff in the runtime"),
-        // Memory. No PROT_EXEC: a domain never creates new code.
-        .init("mmap", "malloc arenas and large blocks; mapping guest memory and the control region from passed memfds",
+        // Memory. Domains are single-threaded: only the main arena, grown by brk; blocks of
+        // M_MMAP_THRESHOLD (128 KiB) and more, and any block when brk cannot grow, by mmap.
+        .init("brk", "malloc grows and trims its (only) arena"),
+        // No PROT_EXEC: a domain never creates code.
+        .init("mmap", "malloc of large blocks (blk WRITE_ZEROES' 1 MiB, O_DIRECT bounce buffers); the probe maps fd 5",
               when: [.init(2, .maskedEqual(mask: UInt64(PROT_EXEC), value: 0))]),
-        .init("mprotect", "malloc grows arenas by mprotect",
-              when: [.init(2, .maskedEqual(mask: UInt64(PROT_EXEC), value: 0))]),
-        .init("munmap", "free of large blocks"),
-        .init("mremap", "realloc of large blocks"),
-        .init("madvise", "malloc trims freed memory (MADV_DONTNEED)"),
-        .init("brk", "malloc's main heap"),
-        // Signals: returning from a handler, glibc masking signals around internal work.
-        .init("rt_sigreturn", "return from a signal handler"),
-        .init("rt_sigprocmask", "glibc blocks signals around abort and some internal work"),
-        .init("restart_syscall", "a call interrupted by SIGSTOP/SIGCONT resumes"),
-        // Identity queries and randomness.
-        .init("getpid", "glibc abort/raise"),
-        .init("gettid", "glibc abort/raise"),
-        .init("getrandom", "seeds Swift's Hasher (Dictionary/Set) and SystemRandomNumberGenerator"),
-        // Ending.
-        .init("exit", "a thread ends"),
-        .init("exit_group", "the process ends"),
+        // Waiting: glibc's poll() is the poll syscall on x86-64 (ppoll only for a timespec).
+        .init("poll", "every main loop sleeps on its eventfds/pipes (blk/net: kicks and doorbell; probe: fd 4)"),
+        // Identity and the end.
+        .init("getpid", "the pid in Hello (blk/net run()) and in the probe's report"),
+        .init("write", "stderr: the line a domain writes before it exits on an error (VirtioDomain.fatal, the probe's fail, Swift runtime errors)",
+              when: [.fileDescriptor(2)]),
+        .init("exit_group", "exit(): the process ends"),
     ])
 }

@@ -8,15 +8,19 @@ import Glibc
 /// reason it needs it. Anything else kills the whole process with `SIGSYS`
 /// (`SCMP_ACT_KILL_PROCESS`), which the core records as a seccomp violation.
 ///
-/// Every domain's policy lives beside its code and starts from `common`:
+/// Every domain's policy lives beside its code and starts from `common` (the virtio domains
+/// through `virtioDomain`, in `domains/SeccompPolicy+VirtioDomain.swift`):
 ///
 ///     extension SeccompPolicy {
-///         static let block = SeccompPolicy.common.adding([
-///             .init("pread64", "reads the disk image at the guest's offset"),
-///             .init("pwrite64", "writes the disk image at the guest's offset"),
-///             .init("fdatasync", "VIRTIO_BLK_T_FLUSH"),
+///         static let block = SeccompPolicy.virtioDomain.adding([
+///             .init("pread64", "reads the disk image at the guest's offset", when: [.fileDescriptor(8)]),
+///             .init("fdatasync", "VIRTIO_BLK_T_FLUSH", when: [.fileDescriptor(8)]),
 ///         ])
 ///     }
+///
+/// Each list is the working set its domain showed under `strace -f` after `Sandbox.enter`
+/// (orchestration/scripts/seccomp-trace.sh prints it and the difference with the lists), plus
+/// the few calls a named path needs that no trace showed; their comments say which.
 public struct SeccompPolicy: Sendable {
     /// What the filter does with a call that matches a rule.
     public enum Action: Sendable, Equatable {
@@ -42,6 +46,16 @@ public struct SeccompPolicy: Sendable {
             self.index = index
             self.comparison = comparison
         }
+
+        /// Argument `index`, a C `int` (a file descriptor, a mode, a `whence`), is `value`.
+        /// Compared on the low 32 bits, as the kernel reads an `int`: the upper half of the
+        /// register is not defined by the ABI, and ignoring it lets nothing else through.
+        public static func int(_ index: UInt32, is value: Int32) -> ArgumentCondition {
+            ArgumentCondition(index, .maskedEqual(mask: 0xffff_ffff, value: UInt64(UInt32(bitPattern: value))))
+        }
+
+        /// The call's first argument is the file descriptor `fd` (`read`, `write`, `pread64`, …).
+        public static func fileDescriptor(_ fd: Int32) -> ArgumentCondition { int(0, is: fd) }
     }
 
     /// One allowed (or deliberately failed) system call.

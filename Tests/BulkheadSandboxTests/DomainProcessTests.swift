@@ -34,6 +34,17 @@ struct SeccompPolicyTests {
                           "execve", "execveat", "kill", "tgkill", "ptrace", "mount", "setuid", "prctl", "seccomp", "bpf"] {
             #expect(!names.contains(forbidden), "\(forbidden) is in the common list")
         }
+        // I/O only on fds it names: an unconditional write could grow a memfd the domain holds.
+        for rule in SeccompPolicy.common.rules where ["read", "write", "pread64", "pwrite64"].contains(rule.syscall) {
+            #expect(!rule.conditions.isEmpty, "\(rule.syscall) on any fd")
+        }
+    }
+
+    @Test("fd and int conditions compare the low 32 bits, as the kernel reads an int")
+    func intConditions() {
+        #expect(SeccompPolicy.ArgumentCondition.fileDescriptor(8) == .init(0, .maskedEqual(mask: 0xffff_ffff, value: 8)))
+        #expect(SeccompPolicy.ArgumentCondition.int(1, is: 3) == .init(1, .maskedEqual(mask: 0xffff_ffff, value: 3)))
+        #expect(SeccompPolicy.ArgumentCondition.int(2, is: -1) == .init(2, .maskedEqual(mask: 0xffff_ffff, value: 0xffff_ffff)))
     }
 
     @Test("an unknown syscall name is an error naming it (before anything is loaded)")

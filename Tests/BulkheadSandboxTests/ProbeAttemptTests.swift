@@ -47,6 +47,8 @@ struct ProbeAttemptTests {
         Attempt(arguments: ["setuid0", "--allow", "setuid"], expected: .refused("EPERM")),
         Attempt(arguments: ["kill-parent", "--core-pid", core], expected: .seccompKill),
         Attempt(arguments: ["kill-parent", "--core-pid", core, "--allow", "kill"], expected: .refused("ESRCH")),
+        // An allowed call on an fd its list does not name (write is allowed on 2 and 3 only).
+        Attempt(arguments: ["write-other-fd"], expected: .seccompKill),
         Attempt(arguments: ["fd-limit"], expected: .refused("EMFILE")),
         Attempt(arguments: ["memory-limit"], expected: .refused("malloc failed")),
     ]

@@ -122,6 +122,12 @@ enum SandboxProbe {
             return parent == 0 || everyone == "ok"
                 ? breach(what, "kill(\(corePid)): \(parent == 0 ? "ok" : parentError), kill(-1): \(everyone)")
                 : blocked(what, "kill(\(corePid)): \(parentError), kill(-1): \(everyone)")
+        case "write-other-fd":
+            // Writes are allowed on named fds only (the report pipe, stderr): fd 1 (/dev/null
+            // here) stands for a memfd a compromised domain would write past its end to grow it.
+            var byte: UInt8 = 0x42
+            let written = write(1, &byte, 1)
+            return written == 1 ? breach(what, "wrote to fd 1") : blocked(what, "write(1): \(errnoName())")
         case "crash":
             // A segfault, to show that a crash is reported as one and not as a seccomp kill.
             let pointer = UnsafeMutablePointer<Int>(bitPattern: 8)
