@@ -6,7 +6,8 @@
 #     crashes; print the chaos summary (restarts, reasons, recovery times) and re-verify every
 #     block of the disk from the host;
 #  3. the same for a NIC: net-echo against a UDP echo peer on a tap in a network namespace the
-#     demo creates (10.0.0.1/24, guest 10.0.0.2) and removes, every fault kind injected.
+#     demo creates (10.0.0.1/24, guest 10.0.0.2) and removes, every fault kind injected;
+#  4. the same over an emulated RTL8139 (PCI; every register access a message to its domain).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
@@ -82,4 +83,16 @@ printf '(exit status %d)\n' "$status"
 grep -q '^BULKHEAD-RESULT net-echo status=ok .*corrupt=0' "$OUT"
 grep -q 'link_down_seen=0' "$OUT"
 ((status == 0))
-printf '\nDemo OK: every fault kind was survived by the disk and the NIC: no I/O error, no lost write, link never down.\n'
+
+printf '\n# the same over an emulated RTL8139 on PCI: its registers are served by the rtl8139 domain\n'
+printf '$ ip netns exec %s bulkhead chaos --config orchestration/examples/rtl8139-vm.json --scenario orchestration/examples/net-faults.chaos.json\n' "$NS"
+set +e
+ip netns exec "$NS" "$BIN/bulkhead" chaos --config orchestration/examples/rtl8139-vm.json \
+    --scenario orchestration/examples/net-faults.chaos.json >"$OUT" 2>&1
+status=$?
+set -e
+grep -v -e ' warning bulkhead: ' -e '^guest: net-echo [0-9]' "$OUT"
+printf '(exit status %d)\n' "$status"
+grep -q '^BULKHEAD-RESULT net-echo status=ok .*corrupt=0 duplicates=0' "$OUT"
+((status == 0))
+printf '\nDemo OK: every fault kind was survived by the disk, the virtio NIC and the emulated NIC: no I/O error, no lost write, link never down.\n'

@@ -457,6 +457,19 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         if case .some(.some) = fault { signal(wakeup) }
     }
 
+    /// On a vCPU thread about to sleep on a register answer: sets the core's sleeping flag so
+    /// that the domain rings the doorbell with its next message. True: armed; false: the
+    /// supervisor thread is taking messages (it signals the answer); nil: a message is already
+    /// waiting.
+    func armDoorbell() -> Bool? {
+        let armed = receiveLock.withLockIfAvailable { _ in channel.prepareToSleep() }
+        switch armed {
+        case .some(true): return true
+        case .some(false): return nil
+        case .none: return false
+        }
+    }
+
     /// Handles one message (the state change is `State.handle`); returns a reason when the
     /// message is a protocol fault.
     private func handle(_ message: ControlMessage) -> ExitReason? {

@@ -81,7 +81,7 @@ final class RegisterForwarding: @unchecked Sendable {
 
 extension DomainSupervisor {
     /// How long a vCPU polls for a register answer before it sleeps on the eventfd.
-    static let registerSpinNanoseconds: UInt64 = 30_000
+    static let registerSpinNanoseconds: UInt64 = 50_000
     /// A domain that has not answered within this long (restarts included) gets the access
     /// abandoned: a read answers all ones, like a PCI master abort.
     static let registerDeadlineNanoseconds: UInt64 = 10_000_000_000
@@ -112,15 +112,15 @@ extension DomainSupervisor {
                 }
                 takeMessagesOnVcpu()
                 if registers.reply != nil || now &- start < Self.registerSpinNanoseconds || registers.answered < 0 { continue }
-                // Wake on the answer from the supervisor thread, or on the domain's doorbell
-                // (rung while the supervisor thread sleeps) to take the answer ourselves.
+                // Sleep until the answer: on the eventfd the supervisor thread signals when it
+                // takes the answer, and on the domain's doorbell, armed here so that the domain
+                // rings it (it rings once per arming: the supervisor thread drains it, never
+                // this thread, or the supervisor would sleep through the next ring).
+                guard let armed = armDoorbell() else { continue } // a message is waiting: take it
                 var fds = [pollfd(fd: registers.answered, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&fds, 2, 1)
+                           pollfd(fd: armed ? channel.incomingDoorbell.rawValue : -1, events: Int16(POLLIN), revents: 0)]
+                _ = poll(&fds, 2, 5)
                 _ = readEventfd(registers.answered)
-                // Drained here so that the next poll sleeps: whatever rang it is taken off the
-                // ring by the next `takeMessagesOnVcpu`, or by the supervisor thread.
-                if fds[1].revents != 0 { _ = readEventfd(channel.incomingDoorbell.rawValue) }
             }
         }
     }
