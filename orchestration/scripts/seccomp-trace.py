@@ -297,14 +297,16 @@ for frame in [b"\\xff" * 6, bc[:13], os.urandom(60), bc + os.urandom(1500),
 """
 
 
-def net_scenarios(ctx):
+def nic_scenarios(ctx, label, net, nic_option=""):
+    """net-echo under a ping flood and malformed frames, every fault, then net-bench, for one
+    NIC model (`net`: the --net value; `nic_option`: the guest's driver choice)."""
     tool = os.path.join(ctx.root, "guest/tools/net-host.py")
     ns = NetNamespace(ctx)
     try:
         ns.start(["python3", tool, "echo", "--bind", "10.0.0.1", "--port", "7"])
         time.sleep(0.3)
-        run = Run(ctx, "net-faults", ["--net", "tap=tap0", "--watchdog-ms", "1500", "--cmdline",
-                                      "workload=net-echo ip=10.0.0.2 peer=10.0.0.1 duration=25 rate=300 max_loss=100"],
+        run = Run(ctx, f"{label}-faults", ["--net", net, "--watchdog-ms", "1500", "--cmdline",
+                                           f"workload=net-echo {nic_option}ip=10.0.0.2 peer=10.0.0.1 duration=25 rate=300 max_loss=100"],
                   netns=ns.name)
         if run.wait_for_api() and run.wait_for_domain("net0"):
             ns.start(["python3", "-c", PINGER, "10.0.0.2", "3000", "0.01"])
@@ -315,38 +317,20 @@ def net_scenarios(ctx):
         ns.start(["python3", tool, "sink", "--idle", "0.5"])
         ns.start(["python3", tool, "flood"])
         time.sleep(0.3)
-        run = Run(ctx, "net-bench", ["--net", "tap=tap0", "--cmdline",
-                                     "workload=net-bench seconds=2 ip=10.0.0.2 peer=10.0.0.1"], netns=ns.name)
+        run = Run(ctx, f"{label}-bench", ["--net", net, "--cmdline",
+                                          f"workload=net-bench {nic_option}seconds=2 ip=10.0.0.2 peer=10.0.0.1"], netns=ns.name)
         run.finish()
     finally:
         ns.close()
+
+
+def net_scenarios(ctx):
+    nic_scenarios(ctx, "net", "tap=tap0")
 
 
 def rtl8139_scenarios(ctx):
-    """The emulated NIC: net-echo over the RTL8139 under pings and malformed frames, every
-    fault (register accesses outstanding at the deaths), then net-bench."""
-    tool = os.path.join(ctx.root, "guest/tools/net-host.py")
-    ns = NetNamespace(ctx)
-    try:
-        ns.start(["python3", tool, "echo", "--bind", "10.0.0.1", "--port", "7"])
-        time.sleep(0.3)
-        run = Run(ctx, "rtl8139-faults", ["--net", "tap=tap0,model=rtl8139", "--watchdog-ms", "1500", "--cmdline",
-                                          "workload=net-echo nic=rtl8139 ip=10.0.0.2 peer=10.0.0.1 duration=25 rate=300 max_loss=100"],
-                  netns=ns.name)
-        if run.wait_for_api() and run.wait_for_domain("net0"):
-            ns.start(["python3", "-c", PINGER, "10.0.0.2", "3000", "0.01"])
-            time.sleep(1.5)
-            subprocess.run(["ip", "netns", "exec", ns.name, "python3", "-c", INJECTOR, "tap0"])
-            every_fault(run, "net0", 1.5)
-        run.finish()
-        ns.start(["python3", tool, "sink", "--idle", "0.5"])
-        ns.start(["python3", tool, "flood"])
-        time.sleep(0.3)
-        run = Run(ctx, "rtl8139-bench", ["--net", "tap=tap0,model=rtl8139", "--cmdline",
-                                         "workload=net-bench nic=rtl8139 seconds=2 ip=10.0.0.2 peer=10.0.0.1"], netns=ns.name)
-        run.finish()
-    finally:
-        ns.close()
+    """The emulated NIC: register accesses outstanding at the deaths."""
+    nic_scenarios(ctx, "rtl8139", "tap=tap0,model=rtl8139", "nic=rtl8139 ")
 
 
 def probe_scenarios(ctx):
