@@ -2,6 +2,18 @@
 import PackageDescription
 
 // Dependencies point one way: executables → core → {kvm, boot} → system → C shim.
+
+// Our modules do without the two modules Swift imports implicitly, _Concurrency and
+// _StringProcessing (Regex): a statically linked release binary then carries neither (about
+// 0.5 MiB of RSS per process; orchestration/bench/RESULTS.md). String.contains(String) and
+// friends are _StringProcessing's: split on a Character instead.
+let withoutImplicitImports: [SwiftSetting] = [
+    .unsafeFlags([
+        "-Xfrontend", "-disable-implicit-concurrency-module-import",
+        "-Xfrontend", "-disable-implicit-string-processing-module-import",
+    ]),
+]
+
 let package = Package(
     name: "Bulkhead",
     platforms: [.macOS(.v13)],
@@ -25,9 +37,9 @@ let package = Package(
         // C shim: ioctl request numbers, fixed-argument wrappers, struct layouts. No logic.
         .target(name: "CBulkheadLinux"),
         // Linux system layer: owned fds, mappings, the syscall funnel, Errno-carrying errors.
-        .target(name: "BulkheadSystem", dependencies: ["CBulkheadLinux"]),
+        .target(name: "BulkheadSystem", dependencies: ["CBulkheadLinux"], swiftSettings: withoutImplicitImports),
         // KVM: the VM, vCPUs, their exits. Knows nothing about devices.
-        .target(name: "BulkheadKVM", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
+        .target(name: "BulkheadKVM", dependencies: ["BulkheadSystem", "CBulkheadLinux"], swiftSettings: withoutImplicitImports),
         // Generated protobuf-c code for proto/bulkhead.proto (regenerate with
         // orchestration/scripts/gen-proto.sh; never edited by hand).
         .target(
@@ -36,24 +48,25 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         // The core<->domain messages as Swift values, encoded with protobuf-c. No Foundation.
-        .target(name: "BulkheadProtocol", dependencies: ["CBulkheadProto"]),
+        .target(name: "BulkheadProtocol", dependencies: ["CBulkheadProto"], swiftSettings: withoutImplicitImports),
         // The control channel: shared-memory region, SPSC byte rings, doorbells, recovery area.
-        .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"]),
+        .target(name: "BulkheadChannel", dependencies: ["BulkheadSystem", "BulkheadProtocol", "CBulkheadLinux"], swiftSettings: withoutImplicitImports),
         // Split virtqueues over guest memory (descriptor chains, used ring, EVENT_IDX,
         // in-flight recovery) and the virtio-blk request engine. No Foundation.
-        .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"]),
+        .target(name: "BulkheadVirtio", dependencies: ["BulkheadSystem", "CBulkheadLinux"], swiftSettings: withoutImplicitImports),
         // C for the sandbox: spawning a domain into new namespaces with its fds, libseccomp.
         .target(name: "CBulkheadSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
         // Entering a domain's sandbox: namespaces, empty root, uid, capabilities, rlimits, seccomp.
-        .target(name: "BulkheadSandbox", dependencies: ["BulkheadSystem", "CBulkheadSandbox"]),
+        .target(name: "BulkheadSandbox", dependencies: ["BulkheadSystem", "CBulkheadSandbox"], swiftSettings: withoutImplicitImports),
         // Every driver domain: `bulkhead-domain <kind> <id>`; one folder per kind under domains/.
         .executableTarget(
             name: "bulkhead-domain",
             dependencies: ["BulkheadSystem", "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox", "CBulkheadLinux"],
-            path: "domains", exclude: ["README.md", "blk/README.md", "net/README.md", "probe/README.md"]
+            path: "domains", exclude: ["README.md", "blk/README.md", "net/README.md", "probe/README.md"],
+            swiftSettings: withoutImplicitImports
         ),
         // Boot protocols: ELF/PVH loader, hvm_start_info, memory map, ACPI tables. Pure logic.
-        .target(name: "BulkheadBoot", dependencies: []),
+        .target(name: "BulkheadBoot", dependencies: [], swiftSettings: withoutImplicitImports),
         // The core: guest memory, platform devices, the I/O bus, the vCPU runner.
         .target(
             name: "BulkheadCore",
@@ -61,12 +74,14 @@ let package = Package(
                 "BulkheadSystem", "BulkheadKVM", "BulkheadBoot", "CBulkheadLinux",
                 "BulkheadChannel", "BulkheadProtocol", "BulkheadVirtio", "BulkheadSandbox",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: withoutImplicitImports
         ),
         // The operator API on a unix socket (JSON over HTTP/1.1, Prometheus text) and its client.
         .target(
             name: "BulkheadAPI",
-            dependencies: ["BulkheadCore", "BulkheadProtocol", "BulkheadSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BulkheadCore", "BulkheadProtocol", "BulkheadSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: withoutImplicitImports
         ),
         .executableTarget(
             name: "bulkhead",
@@ -74,7 +89,8 @@ let package = Package(
                 "BulkheadCore", "BulkheadBoot", "BulkheadProtocol", "BulkheadAPI", "BulkheadSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: withoutImplicitImports
         ),
         // Shared by the test targets: an ELF builder, tiny PVH kernels, a subprocess runner.
         .target(name: "BulkheadTestSupport", path: "Tests/BulkheadTestSupport"),
