@@ -42,12 +42,13 @@ let package = Package(
             name: "FuzzELFLoader",
             dependencies: ["CLibFuzzer", .product(name: "BulkheadBoot", package: "Bulkhead")]),
         // (e) The VM spec: Sources/bulkhead/VMSpec.swift itself (a symlink: the executable
-        // target cannot be imported), decoded with FoundationEssentials' JSONDecoder, then the
-        // same parsing of its fields that `bulkhead run` does.
+        // target cannot be imported), decoded with BulkheadAPI's JSON.decode, then the same
+        // parsing of its fields that `bulkhead run` does.
         .executableTarget(
             name: "FuzzVMSpec",
             dependencies: [
                 "CLibFuzzer",
+                .product(name: "BulkheadAPI", package: "Bulkhead"),
                 .product(name: "BulkheadBoot", package: "Bulkhead"),
                 .product(name: "BulkheadCore", package: "Bulkhead"),
                 .product(name: "BulkheadSystem", package: "Bulkhead"),

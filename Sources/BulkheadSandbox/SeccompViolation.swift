@@ -24,15 +24,18 @@ public enum SeccompViolation {
         defer { close(fd) }
         var found: Int32?
         var record = [UInt8](repeating: 0, count: 8192)
-        let needle = " pid=\(pid) "
+        let pidField = Substring("pid=\(pid)")
         while true {
             // One read returns one record; EPIPE means records were overwritten: keep going.
             let n = record.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 { if errno == EPIPE || errno == EINTR { continue }; break }
             if n == 0 { break }
             let text = String(decoding: record[0..<n], as: UTF8.self)
-            guard text.contains("type=1326"), text.contains(needle) else { continue }
-            for field in text.split(separator: " ") where field.hasPrefix("syscall=") {
+            // Whole space-separated fields (String.contains(String) is _StringProcessing's,
+            // which nothing here links).
+            let fields = text.split(separator: " ")
+            guard fields.contains("type=1326"), fields.contains(pidField) else { continue }
+            for field in fields where field.hasPrefix("syscall=") {
                 found = Int32(field.dropFirst("syscall=".count).prefix(while: { $0.isNumber }))
             }
         }

@@ -2,7 +2,6 @@ import ArgumentParser
 import BulkheadAPI
 import BulkheadCore
 import BulkheadProtocol
-import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +45,7 @@ struct Chaos: ParsableCommand {
         let domains = MachineOptions.domainIDs(configuration)
         guard let text = readWholeFile(scenario) else { fail("--scenario \(scenario): cannot read the file") }
         let plan: Scenario
-        do { plan = try JSONDecoder().decode(Scenario.self, from: Data(text.utf8)) } catch {
+        do { plan = try JSON.decode(Scenario.self, from: text) } catch {
             fail("--scenario \(scenario): not a scenario (\(error))")
         }
         var schedule: [(seconds: Double, domain: String, fault: ControlMessage.InjectFault, name: String)] = []

@@ -1,7 +1,7 @@
+import BulkheadAPI
 import BulkheadBoot
 import BulkheadCore
 import BulkheadSystem
-import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,11 +66,13 @@ struct VMSpec: Decodable {
             throw CoreError(.invalidConfiguration("--config \(path): cannot read the file"))
         }
         do {
-            return try JSONDecoder().decode(VMSpec.self, from: Data(text.utf8))
+            return try JSON.decode(VMSpec.self, from: text)
         } catch let DecodingError.keyNotFound(key, context) {
             throw CoreError(.invalidConfiguration("--config \(path): missing \"\(key.stringValue)\" at \(where_(context))"))
         } catch let DecodingError.typeMismatch(type, context) {
             throw CoreError(.invalidConfiguration("--config \(path): \(where_(context)) should be a \(type)"))
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw CoreError(.invalidConfiguration("--config \(path): \(where_(context)) should be a \(type), not null"))
         } catch let DecodingError.dataCorrupted(context) {
             throw CoreError(.invalidConfiguration("--config \(path): not valid JSON (\(context.debugDescription))"))
         } catch {

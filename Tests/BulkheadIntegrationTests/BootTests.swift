@@ -65,6 +65,23 @@ struct BootTests {
         #expect(result.stdout == "bye\n")
     }
 
+    @Test("a spec file (--config) gives the kernel, memory, vCPUs and policies; flags override it")
+    func specFile() throws {
+        let kernel = try writeTemporary(MiniKernel.exit(code: 3, printing: "spec\n"))
+        defer { try? FileManager.default.removeItem(atPath: kernel) }
+        let spec = try writeTemporaryJSON("""
+            {"kernel": "\(kernel)", "memory": "64M", "vcpus": 2, "unknown_key": [1, {"x": null}],
+             "restart_policy": {"budget": 5, "window_seconds": 10.5, "initial_backoff_ms": 1, "max_backoff_ms": 50},
+             "watchdog_ms": 500}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let result = try bulkhead(["run", "--config", spec])
+        #expect(result.status == 3, "stderr: \(result.stderr)")
+        #expect(result.stdout == "spec\n")
+        let overridden = try bulkhead(["run", "--config", spec, "--vcpus", "0"])
+        #expect(overridden.status == 1 && overridden.stderr.contains("--vcpus 0 is out of range"), "stderr: \(overridden.stderr)")
+    }
+
     @Test("a triple fault is reported, not hung on")
     func tripleFault() throws {
         let kernel = try writeTemporary(MiniKernel.tripleFault())
@@ -100,12 +117,33 @@ struct BadInputTests {
              "/nonexistent/bulkhead-domain is missing or not executable"),
             ("bad spec file", ["run", "--config", "/etc/hostname"], [:], "--config /etc/hostname: not valid JSON"),
             ("missing spec file", ["run", "--config", "/nonexistent/vm.json"], [:], "--config /nonexistent/vm.json: cannot read"),
-        ]
+        ] + badSpecs.map(specCase)
     }()
 
     static func size(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? -1
     }
+
+    static func specCase(_ spec: (text: String, expected: String)) -> (String, [String], [String: String], String) {
+        let path: String = (try? writeTemporaryJSON(spec.text)) ?? "/nonexistent/spec.json"
+        let expected: String = "--config " + path + ": " + spec.expected
+        return ("spec " + spec.text, ["run", "--config", path], [:], expected)
+    }
+
+    /// Spec files the decoder rejects, and what the one line says after "--config FILE: ".
+    static let badSpecs: [(text: String, expected: String)] = [
+        (#"{"disks": [{"readonly": true}]}"#, #"missing "path" at disks[0]"#),
+        (#"{"vcpus": "two"}"#, "vcpus should be a Int"),
+        (#"{"vcpus": 1.5}"#, "vcpus should be a Int"),
+        (#"{"disks": {"path": "x"}}"#, "disks should be a Array<Any>"),
+        (#"{"disks": [{"path": "/tmp/x", "readonly": "yes"}]}"#, "disks[0].readonly should be a Bool"),
+        (#"{"nets": [{"tap": "tap0", "restart_policy": {"window_seconds": "x"}}]}"#,
+         "nets[0].restart_policy.window_seconds should be a Double"),
+        (#"{"disks": [{"path": null}]}"#, "disks[0].path should be a String, not null"),
+        ("[1, 2]", "the top level should be a Dictionary<String, Any>"),
+        (#"{"vcpus": 1"#, "not valid JSON (at line 1, column 12)"),
+        ("{\n  \"vcpus\": 1,\n}", "not valid JSON (at line 3, column 1)"),
+    ]
 
     @Test(arguments: cases.indices)
     func rejected(index: Int) throws {
@@ -117,6 +155,13 @@ struct BadInputTests {
         #expect(result.stderr.hasPrefix("bulkhead: error: "), "\(item.name): \(result.stderr)")
         #expect(result.stderr.contains(item.expected), "\(item.name): \(result.stderr)")
     }
+}
+
+/// Writes `text` to a new `.json` file in the temporary directory and returns its path.
+func writeTemporaryJSON(_ text: String) throws -> String {
+    let path = NSTemporaryDirectory() + "bulkhead-test-\(UUID().uuidString).json"
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    return path
 }
 
 /// Writes `bytes` to a new file in the temporary directory and returns its path.

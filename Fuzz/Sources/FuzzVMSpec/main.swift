@@ -2,19 +2,19 @@ import CLibFuzzer
 #if canImport(Glibc)
 import Glibc
 #endif
+import BulkheadAPI
 import BulkheadBoot
 import BulkheadCore
-import FoundationEssentials
 
 /// Fuzzes the VM spec file (`bulkhead run --config FILE`): `VMSpec` is compiled in from
-/// `Sources/bulkhead/VMSpec.swift` (a symlink), decoded with FoundationEssentials' `JSONDecoder`
-/// exactly as `VMSpec.load` does, and its fields go through the parsing `MachineOptions` applies:
-/// `MemorySize.parse`, `NetConfiguration.parse` of `tap=…,mac=…`, the restart policies, and
-/// `MachineConfiguration.validate()`. Errors are fine; traps are not.
+/// `Sources/bulkhead/VMSpec.swift` (a symlink), decoded with `JSON.decode` (BulkheadAPI's parser
+/// and `Decoder`) exactly as `VMSpec.load` does, and its fields go through the parsing
+/// `MachineOptions` applies: `MemorySize.parse`, `NetConfiguration.parse` of `tap=…,mac=…`, the
+/// restart policies, and `MachineConfiguration.validate()`. Errors are fine; traps are not.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzVMSpec(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
-    let bytes = Data(UnsafeBufferPointer(start: data, count: data == nil ? 0 : count))
-    guard let spec = try? JSONDecoder().decode(VMSpec.self, from: bytes) else { return 0 }
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: data == nil ? 0 : count), as: UTF8.self)
+    guard let spec = try? JSON.decode(VMSpec.self, from: text) else { return 0 }
     let memory = spec.memory.flatMap { MemorySize.parse($0) } ?? (256 << 20)
     _ = MemorySize.describe(memory)
     var configuration = MachineConfiguration(
