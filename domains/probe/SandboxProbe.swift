@@ -20,6 +20,8 @@ enum SandboxProbe {
     static let reportFD: Int32 = 3
     static let holdFD: Int32 = 4
     static let sharedMemoryFD: Int32 = 5
+    /// The memory-limit attempt's blocks (one process, one attempt: no concurrent access).
+    nonisolated(unsafe) static var keptBlocks: [UnsafeMutableRawPointer] = []
 
     static func main(id: String, arguments: [String]) -> Int32 {
         guard let what = arguments.first else {
@@ -101,15 +103,15 @@ enum SandboxProbe {
             return count < 64 ? blocked(what, "eventfd #\(count + 1): \(error)") : breach(what, "opened \(count) eventfds")
         case "memory-limit":
             var mebibytes = 0
-            // Kept: a block nobody holds on to lets the optimizer drop the malloc and the memset,
-            // and a release build then "allocated 4096 MiB" without allocating anything.
-            var blocks: [UnsafeMutableRawPointer] = []
-            defer { blocks.forEach { free($0) } }
+            // Kept in a global: a block nobody holds on to lets the optimizer drop the malloc and
+            // the memset, and a release build then "allocated 4096 MiB" without allocating
+            // anything. Never freed (free of a 1 MiB block is munmap, not on the probe's list);
+            // the process ends after its report.
             while mebibytes < 4096 {
                 guard let block = malloc(1 << 20) else { break }
                 // Touch it, so that the limit, not overcommit, is what stops us.
                 memset(block, 0xA5, 1 << 20)
-                blocks.append(block)
+                SandboxProbe.keptBlocks.append(block)
                 mebibytes += 1
             }
             return mebibytes < 300
