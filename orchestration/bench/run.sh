@@ -29,6 +29,6 @@ if grep -q '"ping"' Sources/BulkheadAPI/APIServer.swift 2>/dev/null; then PING_A
 python3 orchestration/bench/bench.py --bulkhead "$BIN/bulkhead" --guest guest/build/guest.elf --disk "$DISK" \
     --seconds "${SECONDS_PER_RUN:-3}" --launch-runs "${LAUNCH_RUNS:-10}" --net-reps "${NET_REPS:-2}" \
     --kills "${KILLS:-20}" --qemu-kills "${QEMU_KILLS:-3}" "${PING_ARG[@]}" \
-    --only "${ONLY:-disk,launch,net,recovery,control}" \
+    --only "${ONLY:-disk,launch,net,recovery,control,registers}" \
     --output "orchestration/bench/results/bench-$(date +%Y%m%d-%H%M%S).md" \
     --output orchestration/bench/RESULTS.md
