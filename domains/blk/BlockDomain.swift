@@ -36,8 +36,12 @@ enum BlockDomain {
         let size: UInt64? = fstat(DomainFileDescriptors.backend, &disk) == 0 && disk.st_size > 0 ? UInt64(disk.st_size) : nil
         // O_DIRECT (`cache=none`) and its alignment are found now: `fcntl` is not in the allowlist.
         let directAlignment = FileBlockStorage.probeDirectAlignment(fd: DomainFileDescriptors.backend)
+        // Its AIO context too: io_setup is not in the allowlist either.
+        let aio = directAlignment.flatMap { alignment in
+            size.flatMap { BlockAIO(fd: DomainFileDescriptors.backend, alignment: alignment, capacityBytes: $0) }
+        }
         return VirtioDomain.run(id: id, arguments: arguments, seccomp: .block, maxFileSize: size) {
-            BlockServer(context: $0, directAlignment: directAlignment).run()
+            BlockServer(context: $0, directAlignment: directAlignment, aio: aio).run()
         }
     }
 }
@@ -60,10 +64,13 @@ final class BlockServer: VirtioDomainServer {
 
     /// nil: buffered I/O; otherwise the disk fd is O_DIRECT with this alignment.
     let directAlignment: Int?
+    /// O_DIRECT disks: aligned reads and writes in flight together (`BlockAIO.swift`).
+    let aio: BlockAIO?
 
-    init(context: DomainContext, directAlignment: Int?) {
+    init(context: DomainContext, directAlignment: Int?, aio: BlockAIO?) {
         self.context = context
         self.directAlignment = directAlignment
+        self.aio = aio
     }
 
     func run() -> Int32 {
@@ -75,6 +82,13 @@ final class BlockServer: VirtioDomainServer {
             if queue != nil {
                 let worked = serveBatch()
                 if worked { continue }
+                if let aio, aio.inFlight > 0 {
+                    // Requests in the device: wait for one to finish (new ones are taken on the
+                    // next turn), and keep answering the control ring meanwhile.
+                    if reapCompletions(waitingNanoseconds: 100_000) > 0 { notifyGuest() }
+                    if let status = handleControlMessages() { return status }
+                    continue
+                }
                 if spinForWork() { continue }
                 if queue?.enableNotifications() == true { continue } // work arrived meanwhile
             }
@@ -96,6 +110,7 @@ final class BlockServer: VirtioDomainServer {
                 file: FileDescriptor(owning: DomainFileDescriptors.backend), readOnly: attach.readOnly, directAlignment: directAlignment)
             engine = BlockRequestEngine(storage: storage, id: "bulkhead-\(id)")
         }
+        aio?.readOnly = attach.readOnly
         let memory = try GuestRAM(base: guestBase, memorySize: guestSize)
         let configuration = QueueConfiguration(
             size: UInt16(config.size), descriptorTable: config.descriptorAddress, availableRing: config.availableAddress,
@@ -140,14 +155,46 @@ final class BlockServer: VirtioDomainServer {
                 }
             }
             guard let chain else { break }
+            if let aio, aio.prepare(chain) {
+                done += 1
+                continue
+            }
             complete(head: chain.head, chain: chain)
             done += 1
         }
-        if done > 0 {
+        aio?.submit { head, status in
+            status?.storeBytes(of: VirtioBlockRequest.Status.ioError.rawValue, as: UInt8.self)
+            finishAsync(head: head, usedLength: status == nil ? 0 : 1, ok: false, read: 0, written: 0)
+        }
+        let reaped = reapCompletions(waitingNanoseconds: 0)
+        if done > 0 || reaped > 0 {
             notifyGuest()
             maybeSendStats()
         }
-        return done > 0
+        return done > 0 || reaped > 0
+    }
+
+    /// Completes the AIO requests that finished (waiting up to `waitingNanoseconds` for one).
+    func reapCompletions(waitingNanoseconds: Int) -> Int {
+        guard let aio else { return 0 }
+        return aio.reap(timeoutNanoseconds: waitingNanoseconds) { slot, ok in
+            // SAFETY: the status byte lies in a device-writable buffer inside guest RAM.
+            slot.status?.storeBytes(of: (ok ? VirtioBlockRequest.Status.ok : .ioError).rawValue, as: UInt8.self)
+            let isRead = slot.usedLength > 1
+            finishAsync(head: slot.head, usedLength: ok ? slot.usedLength : 1, ok: ok,
+                        read: ok && isRead ? UInt64(slot.expected) : 0, written: ok && !isRead ? UInt64(slot.expected) : 0)
+        }
+    }
+
+    private func finishAsync(head: UInt16, usedLength: UInt32, ok: Bool, read: UInt64, written: UInt64) {
+        requests += 1
+        if !ok { errors += 1 }
+        readBytes += read
+        writtenBytes += written
+        do { try queue?.pushUsed(head: head, length: usedLength) } catch {
+            send(.faultReport(.init(kind: "queue", detail: "\(error)")))
+            brokenQueueStatus = brokenQueueExitStatus
+        }
     }
 
     func complete(head: UInt16, chain: DescriptorChain) {

@@ -238,6 +238,14 @@ def blk_scenarios(ctx):
     ]:
         run = Run(ctx, name, ["--disk", disk, "--cmdline", cmdline] + extra)
         run.finish()
+    # cache=none: O_DIRECT, aligned requests through Linux AIO, flushes; a fresh zeroed disk,
+    # as blk-storm's read-back expects.
+    fresh = os.path.join(ctx.out, "direct.img")
+    with open(fresh, "wb") as f:
+        f.truncate(16 << 20)
+    run = Run(ctx, "blk-direct-storm", ["--disk", fresh + ",cache=none", "--cmdline",
+                                        "workload=blk-storm seconds=2 qd=32 bytes=4194304"])
+    run.finish()
     # A read-only disk (the guest sees VIRTIO_BLK_F_RO and only reads).
     run = Run(ctx, "blk-readonly-bench", ["--disk", disk + ",readonly", "--cmdline", "workload=blk-bench mode=randread seconds=1"])
     run.finish()

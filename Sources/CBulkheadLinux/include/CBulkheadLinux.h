@@ -68,6 +68,21 @@ static inline int bh_ioctl_val(int fd, unsigned long request, unsigned long arg)
 }
 
 static inline int bh_open(const char *path, int flags) { return open(path, flags | O_CLOEXEC); }
+
+/* Linux native AIO (for O_DIRECT disks: the blk domain keeps many requests in flight from
+ * one thread). Raw system calls: no libaio. */
+#include <linux/aio_abi.h>
+static inline int bh_io_setup(unsigned nr, aio_context_t *ctx) { return (int)syscall(SYS_io_setup, nr, ctx); }
+static inline long bh_io_submit(aio_context_t ctx, long n, struct iocb **iocbs) {
+    return syscall(SYS_io_submit, ctx, n, iocbs);
+}
+/* Waits up to timeout_ns (0: not at all) for at least min_nr completions. */
+static inline long bh_io_getevents(aio_context_t ctx, long min_nr, long max_nr, struct io_event *events, long timeout_ns) {
+    struct timespec ts = { timeout_ns / 1000000000L, timeout_ns % 1000000000L };
+    return syscall(SYS_io_getevents, ctx, min_nr, max_nr, events, &ts);
+}
+static const int BH_IOCB_CMD_PREADV = IOCB_CMD_PREADV;
+static const int BH_IOCB_CMD_PWRITEV = IOCB_CMD_PWRITEV;
 /* Bypass the host page cache (`--disk PATH,cache=none`); needs _GNU_SOURCE, which Swift's Glibc lacks. */
 static const int BH_O_DIRECT = O_DIRECT;
 
