@@ -25,7 +25,7 @@ final class BlockAIO {
         var status: UnsafeMutableRawPointer?
     }
 
-    private var context: aio_context_t = 0
+    private var context: bh_aio_context = 0
     private let fd: Int32
     private let alignment: Int
     private let capacityBytes: UInt64
@@ -33,11 +33,11 @@ final class BlockAIO {
     var readOnly = true
     private var slots: [Slot?]
     private var free: [Int]
-    private let iocbs: UnsafeMutablePointer<iocb>
-    private let iocbPointers: UnsafeMutablePointer<UnsafeMutablePointer<iocb>?>
+    private let iocbs: UnsafeMutablePointer<bh_iocb>
+    private let iocbPointers: UnsafeMutablePointer<UnsafeMutablePointer<bh_iocb>?>
     private var vectors: [UnsafeMutablePointer<iovec>]
     private var vectorCapacity: [Int]
-    private let events: UnsafeMutablePointer<io_event>
+    private let events: UnsafeMutablePointer<bh_io_event>
     /// Prepared by `prepare`, not yet given to the kernel.
     private var pending: [Int] = []
     var inFlight: Int { Self.depth - free.count - pending.count }
@@ -77,9 +77,9 @@ final class BlockAIO {
         for (i, buffer) in request.data.enumerated() {
             vectors[index][i] = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
         }
-        var control = iocb()
+        var control = bh_iocb()
         control.aio_data = UInt64(index)
-        control.aio_lio_opcode = UInt16(request.type == .in ? BH_IOCB_CMD_PREADV : BH_IOCB_CMD_PWRITEV)
+        control.aio_lio_opcode = request.type == .in ? BH_IOCB_CMD_PREADV : BH_IOCB_CMD_PWRITEV
         control.aio_fildes = UInt32(fd)
         control.aio_buf = UInt64(UInt(bitPattern: vectors[index]))
         control.aio_nbytes = UInt64(request.data.count)

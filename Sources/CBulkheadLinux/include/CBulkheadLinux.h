@@ -70,19 +70,36 @@ static inline int bh_ioctl_val(int fd, unsigned long request, unsigned long arg)
 static inline int bh_open(const char *path, int flags) { return open(path, flags | O_CLOEXEC); }
 
 /* Linux native AIO (for O_DIRECT disks: the blk domain keeps many requests in flight from
- * one thread). Raw system calls: no libaio. */
-#include <linux/aio_abi.h>
-static inline int bh_io_setup(unsigned nr, aio_context_t *ctx) { return (int)syscall(SYS_io_setup, nr, ctx); }
-static inline long bh_io_submit(aio_context_t ctx, long n, struct iocb **iocbs) {
-    return syscall(SYS_io_submit, ctx, n, iocbs);
-}
+ * one thread), as raw system calls (no libaio). The structures mirror <linux/aio_abi.h>, which
+ * cannot be included here: it brings <linux/fs.h>'s MS_* macros, which clash with Glibc's in
+ * Swift; shim.c checks the layouts against the kernel's. */
+typedef unsigned long bh_aio_context;
+struct bh_iocb {
+    uint64_t aio_data;
+    uint32_t aio_key;
+    uint32_t aio_rw_flags;
+    uint16_t aio_lio_opcode;
+    int16_t aio_reqprio;
+    uint32_t aio_fildes;
+    uint64_t aio_buf;
+    uint64_t aio_nbytes;
+    int64_t aio_offset;
+    uint64_t aio_reserved2;
+    uint32_t aio_flags;
+    uint32_t aio_resfd;
+};
+struct bh_io_event {
+    uint64_t data;
+    uint64_t obj;
+    int64_t res;
+    int64_t res2;
+};
+static const uint16_t BH_IOCB_CMD_PREADV = 7;
+static const uint16_t BH_IOCB_CMD_PWRITEV = 8;
+int bh_io_setup(unsigned nr, bh_aio_context *ctx);
+long bh_io_submit(bh_aio_context ctx, long n, struct bh_iocb **iocbs);
 /* Waits up to timeout_ns (0: not at all) for at least min_nr completions. */
-static inline long bh_io_getevents(aio_context_t ctx, long min_nr, long max_nr, struct io_event *events, long timeout_ns) {
-    struct timespec ts = { timeout_ns / 1000000000L, timeout_ns % 1000000000L };
-    return syscall(SYS_io_getevents, ctx, min_nr, max_nr, events, &ts);
-}
-static const int BH_IOCB_CMD_PREADV = IOCB_CMD_PREADV;
-static const int BH_IOCB_CMD_PWRITEV = IOCB_CMD_PWRITEV;
+long bh_io_getevents(bh_aio_context ctx, long min_nr, long max_nr, struct bh_io_event *events, long timeout_ns);
 /* Bypass the host page cache (`--disk PATH,cache=none`); needs _GNU_SOURCE, which Swift's Glibc lacks. */
 static const int BH_O_DIRECT = O_DIRECT;
 
