@@ -130,6 +130,14 @@ final class BlockAIO {
         return count
     }
 
+    /// Waits until nothing is in flight, dropping the completions (device reset); at most
+    /// about 10 s (a device that never answers: the watchdog restarts the domain meanwhile).
+    func drain() {
+        for _ in 0..<10_000 where inFlight > 0 {
+            _ = reap(timeoutNanoseconds: 1_000_000) { _, _ in }
+        }
+    }
+
     private func release(_ index: Int) {
         slots[index] = nil
         free.append(index)

@@ -99,7 +99,12 @@ final class BlockServer: VirtioDomainServer {
         }
     }
 
-    func detachQueues() { queue = nil }
+    func detachQueues() {
+        // A reset guest must see no more DMA: let the reads and writes in the device finish
+        // and drop their completions (the queue they belonged to is gone).
+        aio?.drain()
+        queue = nil
+    }
 
     func attachQueues(_ attach: ControlMessage.Attach) throws(VirtioError) {
         guard let config = attach.queues.first, config.ready, config.size <= UInt32(UInt16.max) else {
