@@ -32,11 +32,7 @@ public enum PrometheusText {
         family("bulkhead_domain_restarts_total", "counter", "Restarts of the domain.", perDomain { Double($0.restarts) })
         var exits: [(labels: [(String, String)], value: Double)] = []
         for status in statuses {
-            var counts: [(String, Int)] = []
-            for reason in status.exitReasons.map(category) {
-                if let i = counts.firstIndex(where: { $0.0 == reason }) { counts[i].1 += 1 } else { counts.append((reason, 1)) }
-            }
-            for (reason, count) in counts {
+            for (reason, count) in status.exitReasons.map(category).occurrenceCounts() {
                 exits.append((labels: [("domain", status.id), ("kind", status.kind), ("reason", reason)], value: Double(count)))
             }
         }

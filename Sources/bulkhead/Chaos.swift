@@ -88,10 +88,7 @@ struct Chaos: ParsableCommand {
             let sent = injected.counts(domain: status.id)
             let recoveries = status.recoveryMilliseconds.sorted()
             func ms(_ value: Double?) -> String { value.map { formatDecimal($0, 2) + " ms" } ?? "-" }
-            var reasons: [(String, Int)] = []
-            for reason in status.exitReasons {
-                if let i = reasons.firstIndex(where: { $0.0 == reason }) { reasons[i].1 += 1 } else { reasons.append((reason, 1)) }
-            }
+            let reasons = status.exitReasons.occurrenceCounts()
             rows.append([
                 status.id, sent.delivered.isEmpty ? "-" : sent.delivered.map { "\($0.0)×\($0.1)" }.joined(separator: " "),
                 "\(sent.undelivered)", "\(status.restarts)",

@@ -43,3 +43,15 @@ public final class DomainEventLog: Sendable {
         state.withLock { s in s.events.filter { $0.sequence > after } }
     }
 }
+
+extension Sequence where Element: Equatable {
+    /// Each distinct element with how many times it occurs, in order of first appearance
+    /// (exit reasons in the closing report, `/metrics` and the chaos summary).
+    public func occurrenceCounts() -> [(Element, Int)] {
+        var counts: [(Element, Int)] = []
+        for element in self {
+            if let i = counts.firstIndex(where: { $0.0 == element }) { counts[i].1 += 1 } else { counts.append((element, 1)) }
+        }
+        return counts
+    }
+}

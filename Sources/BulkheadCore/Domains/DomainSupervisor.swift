@@ -619,10 +619,7 @@ extension DomainSupervisor.Report {
         if let (median, p99) = Self.medianAndP99(registerRoundTripMicroseconds) {
             line += " register_accesses=\(registerAccesses) register_rtt_us_median=\(format(median)) register_rtt_us_p99=\(format(p99))"
         }
-        var counts: [(String, Int)] = []
-        for reason in exitReasons {
-            if let i = counts.firstIndex(where: { $0.0 == reason }) { counts[i].1 += 1 } else { counts.append((reason, 1)) }
-        }
+        let counts = exitReasons.occurrenceCounts()
         if !counts.isEmpty {
             line += " reasons=" + counts.map { "\"\($0.0)\" x\($0.1)" }.joined(separator: ",")
         }
