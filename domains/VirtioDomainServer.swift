@@ -48,6 +48,17 @@ extension VirtioDomainServer {
 /// The exit status of a domain whose queue is broken (EX_TEMPFAIL).
 let brokenQueueExitStatus: Int32 = 75
 
+extension VirtioDomainServer {
+    /// The queues cannot be served: reports why to the core (`FaultReport`) and on stderr (the
+    /// domain exits before the core may read the report), and ends the domain with status 75.
+    func breakQueues(kind: String, _ detail: String) {
+        send(.faultReport(.init(kind: kind, detail: detail)))
+        let line = "bulkhead-domain: \(id): \(kind): \(detail); exiting with status \(brokenQueueExitStatus)\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        brokenQueueStatus = brokenQueueExitStatus
+    }
+}
+
 enum VirtioDomain {
     /// Maps the control region (fd 3) and guest memory (fd 4), enters the sandbox with
     /// `seccomp`, waits for activation when started as a warm standby (`--standby`), then
@@ -176,9 +187,8 @@ extension VirtioDomainServer {
                 }
                 try attachQueues(attach)
             } catch {
-                send(.faultReport(.init(kind: "attach", detail: "\(error)")))
                 detachQueues()
-                brokenQueueStatus = brokenQueueExitStatus
+                breakQueues(kind: "attach", "\(error)")
             }
         case .reset:
             resetDevice()

@@ -109,7 +109,7 @@ struct BlockDomainTests {
         let selfRestarts = report.count(startingWith: "exited with status 75")
         #expect(report.restarts == 2 + selfRestarts, "\(report.raw)")
         if selfRestarts > 0 {
-            let faults = result.stderr.split(whereSeparator: \.isNewline).filter { $0.contains("fault") }
+            let faults = result.stderr.split(whereSeparator: \.isNewline).filter { $0.contains("fault") || $0.hasPrefix("bulkhead-domain:") }
             print("KNOWN BUG (broken queue at takeover, self-healed): \(report.raw)\n" + faults.joined(separator: "\n"))
         }
         let passes = try #require(line.value(of: "passes").flatMap(Int.init))

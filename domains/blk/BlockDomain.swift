@@ -153,9 +153,8 @@ final class BlockServer: VirtioDomainServer {
                     errors += 1
                     continue
                 default:
-                    send(.faultReport(.init(kind: "queue", detail: "\(error)")))
                     self.queue = nil
-                    brokenQueueStatus = brokenQueueExitStatus
+                    breakQueues(kind: "queue", "\(error)")
                     return done > 0
                 }
             }
@@ -197,8 +196,7 @@ final class BlockServer: VirtioDomainServer {
         readBytes += read
         writtenBytes += written
         do { try queue?.pushUsed(head: head, length: usedLength) } catch {
-            send(.faultReport(.init(kind: "queue", detail: "\(error)")))
-            brokenQueueStatus = brokenQueueExitStatus
+            breakQueues(kind: "queue", "\(error)")
         }
     }
 
@@ -211,8 +209,7 @@ final class BlockServer: VirtioDomainServer {
         readBytes += UInt64(completion.usedLength)
         writtenBytes += chain.readableLength > 16 ? chain.readableLength - 16 : 0
         do { try queue.pushUsed(head: head, length: completion.usedLength) } catch {
-            send(.faultReport(.init(kind: "queue", detail: "\(error)")))
-            brokenQueueStatus = brokenQueueExitStatus
+            breakQueues(kind: "queue", "\(error)")
         }
     }
 

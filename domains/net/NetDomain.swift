@@ -127,8 +127,7 @@ final class NetServer: VirtioDomainServer {
         let sent = engine.transmitBatch()
         let received = engine.receiveBatch()
         if let error = engine.broken {
-            send(.faultReport(.init(kind: "queue", detail: "\(error)")))
-            brokenQueueStatus = brokenQueueExitStatus
+            breakQueues(kind: "queue", "\(error)")
             return false
         }
         if sent > 0 || received > 0 {
