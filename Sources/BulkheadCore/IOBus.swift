@@ -1,3 +1,9 @@
+/// What a port read returns when nothing answers it (an ISA bus floats high): all ones of
+/// the access size.
+@inline(__always) func allOnes(size: Int) -> UInt32 {
+    size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1
+}
+
 /// A device on the port I/O bus. Offsets are relative to the device's base port.
 public protocol PortIODevice: AnyObject, Sendable {
     func read(offset: UInt16, size: Int) -> UInt32
@@ -24,7 +30,7 @@ public final class IOBus: Sendable {
     }
 
     public func read(port: UInt16, size: Int) -> UInt32 {
-        guard let mapping = find(port) else { return size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1 }
+        guard let mapping = find(port) else { return allOnes(size: size) }
         return mapping.device.read(offset: port - mapping.base, size: size)
     }
 

@@ -11,6 +11,7 @@ missed) followed by the detail tables, and writes it to every --output. Needs ro
 network namespace for the NIC rows).
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -31,6 +32,21 @@ import memory  # noqa: E402  (RSS/PSS per process and per mapping)
 from memory import proc_tree  # noqa: E402
 
 GUEST_MIB = 256
+
+
+@contextlib.contextmanager
+def tap_namespace(prefix):
+    """A private network namespace with tap0 at 10.0.0.1/24 (the guest is 10.0.0.2), removed
+    afterwards; yields its name."""
+    ns = f"{prefix}{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for command in (["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"], ["ip", "addr", "add", "10.0.0.1/24", "dev", "tap0"],
+                        ["ip", "link", "set", "tap0", "up"], ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns] + command, check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
 
 
 def log(msg):
@@ -225,74 +241,67 @@ class Bench:
 
     # -- 3. network --
     def net_rows(self):
-        ns = f"bhbench{os.getpid()}"
-        sh = lambda *c: subprocess.run(["ip", "netns", "exec", ns] + list(c), check=True)
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        helpers = []
-        try:
-            sh("ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
-            sh("ip", "addr", "add", "10.0.0.1/24", "dev", "tap0")
-            sh("ip", "link", "set", "tap0", "up")
-            sh("ip", "link", "set", "lo", "up")
-            tool = os.path.join(HERE, "../../guest/tools/net-host.py")
-            sink_lines = []
-            sink = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "sink", "--idle", "0.5"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            flood = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "flood"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            helpers = [sink, flood]
-            threading.Thread(target=lambda: [sink_lines.append(l) for l in sink.stdout], daemon=True).start()
-            time.sleep(0.5)
-            secs = self.a.seconds
-            cmd = f"workload=net-bench seconds={secs}"
-            peers = [
-                ("QEMU virtio-net (tap, vhost=off)",
-                 self.qemu(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-                            "-device", "virtio-net-device,netdev=n0"], cmd)),
-                ("Bulkhead net domain", self.bulkhead(["--net", "tap=tap0"], cmd)),
-            ]
-            res = {n: [] for n, _ in peers}
-            for rep in range(self.a.net_reps):
-                for name, argv in peers:
-                    before = len(sink_lines)
-                    r, _, _ = self.run_vm(["ip", "netns", "exec", ns] + argv,
-                                          sample_rss=f"net: {name}" if rep == 0 else None)
-                    time.sleep(1.0)  # the sink's summary line, 0.5 s after the burst
-                    arrived = None
-                    for l in sink_lines[before:]:
-                        m = re.search(r"(\d+) pps ([\d.]+) Mbit/s", l)
-                        if m:
-                            arrived = (int(m.group(1)), float(m.group(2)))
-                    if r and r.get("status") == "ok":
-                        r["arrived"] = arrived
-                        res[name].append(r)
-                    log(f"net {name:34} " + (f"tx_pps={r['tx_pps']} rx_pps={r['rx_pps']} host-saw={arrived}"
-                                             if r else "FAILED"))
-            med = lambda name, f: statistics.median(f(r) for r in res[name]) if res[name] else None
-            fields = [("guest→host packets/s (sent by guest)", lambda r: float(r["tx_pps"])),
-                      ("guest→host packets/s (arrived at host sink)", lambda r: float(r["arrived"][0]) if r["arrived"] else 0.0),
-                      ("guest→host Mbit/s (sent)", lambda r: float(r["tx_mbps"])),
-                      ("host→guest packets/s (received by guest)", lambda r: float(r["rx_pps"])),
-                      ("host→guest Mbit/s (received)", lambda r: float(r["rx_mbps"]))]
-            qn, bn = peers[0][0], peers[1][0]
-            lines = ["| figure (median of runs) | QEMU | Bulkhead | Bulkhead / QEMU |", "|---|---:|---:|---:|"]
-            for fname, f in fields:
-                q, b = med(qn, f), med(bn, f)
-                ratio = b / q if q and b is not None else None
-                lines.append(f"| {fname} | {q:.0f} | {b:.0f} | {ratio:.2f}× |" if ratio is not None
-                             else f"| {fname} | {q} | {b} | – |")
-                if "Mbit" in fname or "arrived" in fname or "received by" in fname:
-                    self.row(f"Net {fname}", f"{b:.0f}" if b is not None else "failed",
-                             f"{q:.0f}" if q else "failed", f"{ratio:.2f}×" if ratio else "–", "≥ 1.0×",
-                             bool(ratio and ratio >= 1.0))
-            self.sections.append((f"Network: guest `net-bench` (1024-byte UDP, {secs} s each way), tap0 in a private "
-                                  f"namespace, `net-host.py sink/flood` on the host side, {self.a.net_reps} runs "
-                                  f"each, interleaved", lines))
-        finally:
-            for h in helpers:
-                h.terminate()
-                h.wait()
-            subprocess.run(["ip", "netns", "del", ns])
+        with tap_namespace("bhbench") as ns:
+            helpers = []
+            try:
+                tool = os.path.join(HERE, "../../guest/tools/net-host.py")
+                sink_lines = []
+                sink = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "sink", "--idle", "0.5"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                flood = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "flood"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                helpers = [sink, flood]
+                threading.Thread(target=lambda: [sink_lines.append(l) for l in sink.stdout], daemon=True).start()
+                time.sleep(0.5)
+                secs = self.a.seconds
+                cmd = f"workload=net-bench seconds={secs}"
+                peers = [
+                    ("QEMU virtio-net (tap, vhost=off)",
+                     self.qemu(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                                "-device", "virtio-net-device,netdev=n0"], cmd)),
+                    ("Bulkhead net domain", self.bulkhead(["--net", "tap=tap0"], cmd)),
+                ]
+                res = {n: [] for n, _ in peers}
+                for rep in range(self.a.net_reps):
+                    for name, argv in peers:
+                        before = len(sink_lines)
+                        r, _, _ = self.run_vm(["ip", "netns", "exec", ns] + argv,
+                                              sample_rss=f"net: {name}" if rep == 0 else None)
+                        time.sleep(1.0)  # the sink's summary line, 0.5 s after the burst
+                        arrived = None
+                        for l in sink_lines[before:]:
+                            m = re.search(r"(\d+) pps ([\d.]+) Mbit/s", l)
+                            if m:
+                                arrived = (int(m.group(1)), float(m.group(2)))
+                        if r and r.get("status") == "ok":
+                            r["arrived"] = arrived
+                            res[name].append(r)
+                        log(f"net {name:34} " + (f"tx_pps={r['tx_pps']} rx_pps={r['rx_pps']} host-saw={arrived}"
+                                                 if r else "FAILED"))
+                med = lambda name, f: statistics.median(f(r) for r in res[name]) if res[name] else None
+                fields = [("guest→host packets/s (sent by guest)", lambda r: float(r["tx_pps"])),
+                          ("guest→host packets/s (arrived at host sink)", lambda r: float(r["arrived"][0]) if r["arrived"] else 0.0),
+                          ("guest→host Mbit/s (sent)", lambda r: float(r["tx_mbps"])),
+                          ("host→guest packets/s (received by guest)", lambda r: float(r["rx_pps"])),
+                          ("host→guest Mbit/s (received)", lambda r: float(r["rx_mbps"]))]
+                qn, bn = peers[0][0], peers[1][0]
+                lines = ["| figure (median of runs) | QEMU | Bulkhead | Bulkhead / QEMU |", "|---|---:|---:|---:|"]
+                for fname, f in fields:
+                    q, b = med(qn, f), med(bn, f)
+                    ratio = b / q if q and b is not None else None
+                    lines.append(f"| {fname} | {q:.0f} | {b:.0f} | {ratio:.2f}× |" if ratio is not None
+                                 else f"| {fname} | {q} | {b} | – |")
+                    if "Mbit" in fname or "arrived" in fname or "received by" in fname:
+                        self.row(f"Net {fname}", f"{b:.0f}" if b is not None else "failed",
+                                 f"{q:.0f}" if q else "failed", f"{ratio:.2f}×" if ratio else "–", "≥ 1.0×",
+                                 bool(ratio and ratio >= 1.0))
+                self.sections.append((f"Network: guest `net-bench` (1024-byte UDP, {secs} s each way), tap0 in a private "
+                                      f"namespace, `net-host.py sink/flood` on the host side, {self.a.net_reps} runs "
+                                      f"each, interleaved", lines))
+            finally:
+                for h in helpers:
+                    h.terminate()
+                    h.wait()
 
     # -- 4. recovery --
     def recovery_rows(self):
@@ -440,43 +449,36 @@ class Bench:
         Bulkhead (every access a message to the rtl8139 domain) and on QEMU's in-process RTL8139
         (-M pc). Bulkhead's core also reports the round trip exit → answer, and net-echo over the
         RTL8139 gives it for sparse accesses (the domain asleep between them)."""
-        ns = f"bhreg{os.getpid()}"
-        sh = lambda *c: subprocess.run(["ip", "netns", "exec", ns] + list(c), check=True)
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        echo = None
-        try:
-            sh("ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
-            sh("ip", "addr", "add", "10.0.0.1/24", "dev", "tap0")
-            sh("ip", "link", "set", "tap0", "up")
-            sh("ip", "link", "set", "lo", "up")
-            peers = [
-                ("QEMU RTL8139 (-M pc, in process)",
-                 self.qemu(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-                            "-device", "rtl8139,netdev=n0,romfile="], "workload=exits", machine="pc")),
-                ("Bulkhead RTL8139 (rtl8139 domain)", self.bulkhead(["--net", "tap=tap0,model=rtl8139"], "workload=exits")),
-            ]
-            res = {n: [] for n, _ in peers}
-            core = []
-            for _ in range(5):
-                for name, argv in peers:
-                    r, _, err = self.run_vm(["ip", "netns", "exec", ns] + argv)
-                    if r and r.get("status") == "ok" and "rtl8139_pio_ns" in r:
-                        res[name].append(r)
-                    m = re.search(r"register_rtt_us_median=([\d.]+) register_rtt_us_p99=([\d.]+)", err)
-                    if m:
-                        core.append((float(m.group(1)), float(m.group(2))))
-            tool = os.path.join(HERE, "../../guest/tools/net-host.py")
-            echo = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "echo", "--bind", "10.0.0.1", "--port", "7"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-            _, _, err = self.run_vm(["ip", "netns", "exec", ns] + self.bulkhead(
-                ["--net", "tap=tap0,model=rtl8139"], "workload=net-echo nic=rtl8139 ip=10.0.0.2 peer=10.0.0.1 duration=3 rate=300"))
-            sparse = re.search(r"register_accesses=(\d+) register_rtt_us_median=([\d.]+) register_rtt_us_p99=([\d.]+)", err)
-        finally:
-            if echo:
-                echo.terminate()
-                echo.wait()
-            subprocess.run(["ip", "netns", "del", ns])
+        with tap_namespace("bhreg") as ns:
+            echo = None
+            try:
+                peers = [
+                    ("QEMU RTL8139 (-M pc, in process)",
+                     self.qemu(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                                "-device", "rtl8139,netdev=n0,romfile="], "workload=exits", machine="pc")),
+                    ("Bulkhead RTL8139 (rtl8139 domain)", self.bulkhead(["--net", "tap=tap0,model=rtl8139"], "workload=exits")),
+                ]
+                res = {n: [] for n, _ in peers}
+                core = []
+                for _ in range(5):
+                    for name, argv in peers:
+                        r, _, err = self.run_vm(["ip", "netns", "exec", ns] + argv)
+                        if r and r.get("status") == "ok" and "rtl8139_pio_ns" in r:
+                            res[name].append(r)
+                        m = re.search(r"register_rtt_us_median=([\d.]+) register_rtt_us_p99=([\d.]+)", err)
+                        if m:
+                            core.append((float(m.group(1)), float(m.group(2))))
+                tool = os.path.join(HERE, "../../guest/tools/net-host.py")
+                echo = subprocess.Popen(["ip", "netns", "exec", ns, "python3", tool, "echo", "--bind", "10.0.0.1", "--port", "7"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.3)
+                _, _, err = self.run_vm(["ip", "netns", "exec", ns] + self.bulkhead(
+                    ["--net", "tap=tap0,model=rtl8139"], "workload=net-echo nic=rtl8139 ip=10.0.0.2 peer=10.0.0.1 duration=3 rate=300"))
+                sparse = re.search(r"register_accesses=(\d+) register_rtt_us_median=([\d.]+) register_rtt_us_p99=([\d.]+)", err)
+            finally:
+                if echo:
+                    echo.terminate()
+                    echo.wait()
         med = lambda name, key: statistics.median(float(r[key]) / 1000 for r in res[name]) if res[name] else None
         qn, bn = peers[0][0], peers[1][0]
         lines = ["| µs per guest access (median of 5 runs) | QEMU | Bulkhead | Bulkhead / QEMU |", "|---|---:|---:|---:|"]

@@ -71,28 +71,28 @@ ip netns exec "$NS" ip link set tap0 up
 ip netns exec "$NS" python3 guest/tools/net-host.py echo --bind 10.0.0.1 --port 7 >/dev/null 2>&1 &
 ECHO_PID=$!
 sleep 0.3
+# `bulkhead chaos` for a NIC in the namespace, every fault kind of net-faults.chaos.json: prints
+# the run (without warnings and progress lines) and its exit status, left in $status; the caller
+# checks the result line.
+nic_chaos() {
+    local config=$1
+    printf '$ ip netns exec %s bulkhead chaos --config %s --scenario orchestration/examples/net-faults.chaos.json\n' "$NS" "$config"
+    set +e
+    ip netns exec "$NS" "$BIN/bulkhead" chaos --config "$config" \
+        --scenario orchestration/examples/net-faults.chaos.json >"$OUT" 2>&1
+    status=$?
+    set -e
+    grep -v -e ' warning bulkhead: ' -e '^guest: net-echo [0-9]' "$OUT"
+    printf '(exit status %d)\n' "$status"
+}
 printf '\n# net-echo through a NIC served by a driver domain (tap0 in namespace %s), every fault kind injected\n' "$NS"
-printf '$ ip netns exec %s bulkhead chaos --config orchestration/examples/net-vm.json --scenario orchestration/examples/net-faults.chaos.json\n' "$NS"
-set +e
-ip netns exec "$NS" "$BIN/bulkhead" chaos --config orchestration/examples/net-vm.json \
-    --scenario orchestration/examples/net-faults.chaos.json >"$OUT" 2>&1
-status=$?
-set -e
-grep -v -e ' warning bulkhead: ' -e '^guest: net-echo [0-9]' "$OUT"
-printf '(exit status %d)\n' "$status"
+nic_chaos orchestration/examples/net-vm.json
 grep -q '^BULKHEAD-RESULT net-echo status=ok .*corrupt=0' "$OUT"
 grep -q 'link_down_seen=0' "$OUT"
 ((status == 0))
 
 printf '\n# the same over an emulated RTL8139 on PCI: its registers are served by the rtl8139 domain\n'
-printf '$ ip netns exec %s bulkhead chaos --config orchestration/examples/rtl8139-vm.json --scenario orchestration/examples/net-faults.chaos.json\n' "$NS"
-set +e
-ip netns exec "$NS" "$BIN/bulkhead" chaos --config orchestration/examples/rtl8139-vm.json \
-    --scenario orchestration/examples/net-faults.chaos.json >"$OUT" 2>&1
-status=$?
-set -e
-grep -v -e ' warning bulkhead: ' -e '^guest: net-echo [0-9]' "$OUT"
-printf '(exit status %d)\n' "$status"
+nic_chaos orchestration/examples/rtl8139-vm.json
 grep -q '^BULKHEAD-RESULT net-echo status=ok .*corrupt=0 duplicates=0' "$OUT"
 ((status == 0))
 printf '\nDemo OK: every fault kind was survived by the disk, the virtio NIC and the emulated NIC: no I/O error, no lost write, link never down.\n'

@@ -25,7 +25,7 @@ public final class PCIBus: PortIODevice {
     static let hostBridge = PCIFunction.Identity(vendorID: 0x1b36, deviceID: 0x0008, classCode: 0x060000, revision: 0)
 
     public func read(offset: UInt16, size: Int) -> UInt32 {
-        let ones: UInt32 = size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1
+        let ones = allOnes(size: size)
         if offset < 4 { return offset == 0 && size == 4 ? address.withLock { $0 } : ones }
         guard let (function, register) = selected(byte: offset - 4) else { return ones }
         let dword = function?.readConfig(register & ~3) ?? Self.hostBridgeConfig(register & ~3)
@@ -205,24 +205,26 @@ public final class PCIIOWindow: PortIODevice {
 
     public init(functions: [PCIFunction]) { self.functions = functions }
 
-    public func read(offset: UInt16, size: Int) -> UInt32 {
+    /// The function whose enabled BAR 0 decodes the port at `offset` in the window, and the
+    /// register offset inside that BAR.
+    private func target(_ offset: UInt16) -> (any PortIODevice, UInt16)? {
         let port = UInt32(Self.base) + UInt32(offset)
         for function in functions {
             if let range = function.ioRange, range.contains(port) {
-                return function.device.read(offset: UInt16(port - range.lowerBound), size: size)
+                return (function.device, UInt16(port - range.lowerBound))
             }
         }
-        return size >= 4 ? 0xffff_ffff : (1 << (size * 8)) - 1
+        return nil
+    }
+
+    public func read(offset: UInt16, size: Int) -> UInt32 {
+        guard let (device, register) = target(offset) else { return allOnes(size: size) }
+        return device.read(offset: register, size: size)
     }
 
     public func write(offset: UInt16, size: Int, value: UInt32) {
-        let port = UInt32(Self.base) + UInt32(offset)
-        for function in functions {
-            if let range = function.ioRange, range.contains(port) {
-                function.device.write(offset: UInt16(port - range.lowerBound), size: size, value: value)
-                return
-            }
-        }
+        guard let (device, register) = target(offset) else { return }
+        device.write(offset: register, size: size, value: value)
     }
 }
 
