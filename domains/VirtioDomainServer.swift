@@ -229,9 +229,12 @@ extension VirtioDomainServer {
             return nil
         case .corruptMessage:
             // A frame that is no protobuf message: the core must treat it as this domain's
-            // protocol fault (kill and restart it), never crash.
+            // protocol fault (kill and restart it), never crash. A valid message follows it
+            // at once, as a domain that keeps running would send: the core must not read past
+            // the bad frame, nor wait for the ring to empty before it sees the domain die.
             let garbage: [UInt8] = [0xff, 0xff, 0xff, 0x7f, 0x0a, 0xff, 0x01, 0x02]
             garbage.withUnsafeBytes { try? channel.send(frame: $0) }
+            send(.log(.init(level: .warning, message: "sent a corrupt frame (test hook)")))
             return nil
         case .seccomp:
             // Not in the allowlist: seccomp kills the process with SIGSYS.

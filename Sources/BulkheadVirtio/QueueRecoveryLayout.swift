@@ -1,3 +1,5 @@
+import CBulkheadLinux
+
 /// The layout of one queue's recovery block: the part of the control channel's recovery area
 /// that survives the domain process and lets the next one pick up exactly where it stopped.
 /// All fields little-endian (the host's order), naturally aligned; the block is zero at first
@@ -74,29 +76,31 @@ struct RecoveryBlock {
 
     // SAFETY (all accessors): the block holds QueueRecoveryLayout.size bytes at an 8-byte
     // aligned base (checked in init); every offset below is inside it and naturally aligned;
-    // inflight indices are < maximumQueueSize, checked by the callers.
+    // inflight indices are < maximumQueueSize, checked by the callers. The core reads popWord
+    // and usedIndex while the domain writes them (`workPending`): each field is one atomic
+    // access, never a byte-wise copy.
     var popWord: UInt64 {
-        get { base.load(fromByteOffset: QueueRecoveryLayout.popWordOffset, as: UInt64.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: QueueRecoveryLayout.popWordOffset, as: UInt64.self) }
+        get { bh_atomic_load_relaxed_u64(base + QueueRecoveryLayout.popWordOffset) }
+        nonmutating set { bh_atomic_store_relaxed_u64(base + QueueRecoveryLayout.popWordOffset, newValue) }
     }
     var usedIndex: UInt16 {
-        get { base.load(fromByteOffset: QueueRecoveryLayout.usedIndexOffset, as: UInt16.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: QueueRecoveryLayout.usedIndexOffset, as: UInt16.self) }
+        get { bh_atomic_load_relaxed_u16(base + QueueRecoveryLayout.usedIndexOffset) }
+        nonmutating set { bh_atomic_store_relaxed_u16(base + QueueRecoveryLayout.usedIndexOffset, newValue) }
     }
     var queueSize: UInt16 {
-        get { base.load(fromByteOffset: QueueRecoveryLayout.queueSizeOffset, as: UInt16.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: QueueRecoveryLayout.queueSizeOffset, as: UInt16.self) }
+        get { bh_atomic_load_relaxed_u16(base + QueueRecoveryLayout.queueSizeOffset) }
+        nonmutating set { bh_atomic_store_relaxed_u16(base + QueueRecoveryLayout.queueSizeOffset, newValue) }
     }
     var magic: UInt32 {
-        get { base.load(fromByteOffset: QueueRecoveryLayout.magicOffset, as: UInt32.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: QueueRecoveryLayout.magicOffset, as: UInt32.self) }
+        get { bh_atomic_load_relaxed_u32(base + QueueRecoveryLayout.magicOffset) }
+        nonmutating set { bh_atomic_store_relaxed_u32(base + QueueRecoveryLayout.magicOffset, newValue) }
     }
     func inflight(_ head: UInt16) -> UInt64 {
         precondition(head < QueueRecoveryLayout.maximumQueueSize)
-        return base.load(fromByteOffset: QueueRecoveryLayout.inflightOffset + 8 * Int(head), as: UInt64.self)
+        return bh_atomic_load_relaxed_u64(base + QueueRecoveryLayout.inflightOffset + 8 * Int(head))
     }
     func setInflight(_ head: UInt16, _ counter: UInt64) {
         precondition(head < QueueRecoveryLayout.maximumQueueSize)
-        base.storeBytes(of: counter, toByteOffset: QueueRecoveryLayout.inflightOffset + 8 * Int(head), as: UInt64.self)
+        bh_atomic_store_relaxed_u64(base + QueueRecoveryLayout.inflightOffset + 8 * Int(head), counter)
     }
 }

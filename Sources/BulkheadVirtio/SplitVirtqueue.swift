@@ -1,3 +1,5 @@
+import CBulkheadLinux
+
 /// The device side of one split virtqueue (virtio 1.2 2.7) over guest RAM, with its in-flight
 /// log kept in a recovery block that outlives the domain process.
 ///
@@ -99,7 +101,7 @@ public final class SplitVirtqueue: @unchecked Sendable {
         }
         let position = lastAvailIndex
         // SAFETY: position % size < size: inside the available ring located in init.
-        let head = UInt16(littleEndian: availableRing.loadUnaligned(fromByteOffset: 4 + 2 * Int(position % size), as: UInt16.self))
+        let head = loadAvailEntry(position)
         guard head < size else {
             commitPop(counter: popCounter)
             throw VirtioError(.headOutOfRange, "available entry \(position) names head \(head), queue size \(size)")
@@ -153,10 +155,7 @@ public final class SplitVirtqueue: @unchecked Sendable {
         guard head < size, recovery.inflight(head) != 0 else {
             throw VirtioError(.headNotInFlight, "completion of head \(head), which is not in flight")
         }
-        let slot = Int(usedIndex % size)
-        // SAFETY: slot < size: the element lies inside the used ring located in init.
-        usedRing.storeBytes(of: UInt32(head).littleEndian, toByteOffset: 4 + 8 * slot, as: UInt32.self)
-        usedRing.storeBytes(of: length.littleEndian, toByteOffset: 8 + 8 * slot, as: UInt32.self)
+        storeUsedElement(slot: usedIndex, id: UInt32(head), length: length)
         stepObserver?(.usedElementWritten)
         let next = usedIndex &+ 1
         releaseFence()  // the element is visible before the index that publishes it
@@ -178,33 +177,45 @@ public final class SplitVirtqueue: @unchecked Sendable {
 
     // MARK: ring fields
     // SAFETY (all accessors): the rings were located inside guest RAM in init with their full
-    // length for this configuration; each offset is inside that length. The guest writes
-    // these concurrently; values are loaded once and checked by the callers.
+    // length for this configuration, their parts aligned as virtio requires (checked there), so
+    // each field below is inside that length and naturally aligned. The guest writes these
+    // concurrently: each is one atomic access (`CBulkheadLinux`), never a byte-wise copy that
+    // could mix two of the guest's values; the callers' fences order them.
 
     @inline(__always) func loadAvailFlags() -> UInt16 {
-        UInt16(littleEndian: availableRing.loadUnaligned(fromByteOffset: 0, as: UInt16.self))
+        UInt16(littleEndian: bh_atomic_load_relaxed_u16(availableRing))
     }
     @inline(__always) func loadAvailIndex() -> UInt16 {
-        UInt16(littleEndian: availableRing.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        UInt16(littleEndian: bh_atomic_load_relaxed_u16(availableRing + 2))
+    }
+    /// The head in the available ring's entry `position`.
+    @inline(__always) func loadAvailEntry(_ position: UInt16) -> UInt16 {
+        UInt16(littleEndian: bh_atomic_load_relaxed_u16(availableRing + 4 + 2 * Int(position % size)))
     }
     /// `used_event` (only with EVENT_IDX): the trailing field of the available ring.
     @inline(__always) func loadUsedEvent() -> UInt16 {
-        UInt16(littleEndian: availableRing.loadUnaligned(fromByteOffset: 4 + 2 * Int(size), as: UInt16.self))
+        UInt16(littleEndian: bh_atomic_load_relaxed_u16(availableRing + 4 + 2 * Int(size)))
     }
     @inline(__always) func loadUsedIndex() -> UInt16 {
-        UInt16(littleEndian: usedRing.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        UInt16(littleEndian: bh_atomic_load_relaxed_u16(usedRing + 2))
     }
     @inline(__always) func storeUsedIndex(_ value: UInt16) {
-        usedRing.storeBytes(of: value.littleEndian, toByteOffset: 2, as: UInt16.self)
+        bh_atomic_store_relaxed_u16(usedRing + 2, value.littleEndian)
     }
     @inline(__always) func storeUsedFlags(_ value: UInt16) {
-        usedRing.storeBytes(of: value.littleEndian, toByteOffset: 0, as: UInt16.self)
+        bh_atomic_store_relaxed_u16(usedRing, value.littleEndian)
     }
     /// `avail_event` (only with EVENT_IDX): the trailing field of the used ring.
     @inline(__always) func storeAvailEvent(_ value: UInt16) {
-        usedRing.storeBytes(of: value.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
+        bh_atomic_store_relaxed_u16(usedRing + 4 + 8 * Int(size), value.littleEndian)
+    }
+    /// Writes the used ring's element `slot`: the head's id and the bytes written.
+    @inline(__always) func storeUsedElement(slot: UInt16, id: UInt32, length: UInt32) {
+        let element = usedRing + 4 + 8 * Int(slot % size)
+        bh_atomic_store_relaxed_u32(element, id.littleEndian)
+        bh_atomic_store_relaxed_u32(element + 4, length.littleEndian)
     }
     @inline(__always) func loadUsedElementID(slot: UInt16) -> UInt32 {
-        UInt32(littleEndian: usedRing.loadUnaligned(fromByteOffset: 4 + 8 * Int(slot % size), as: UInt32.self))
+        UInt32(littleEndian: bh_atomic_load_relaxed_u32(usedRing + 4 + 8 * Int(slot % size)))
     }
 }

@@ -102,16 +102,11 @@ struct BlockDomainTests {
         #expect(line.contains("status=ok") && line.contains("mismatches=0") && line.contains("io_errors=0"), "\(line)")
         let report = try #require(DomainReport(result.stderr, domain: "blk0"), "stderr: \(result.stderr)")
         #expect(report.count(startingWith: reason) == 2, "\(report.raw)")
-        // The two injected faults, and nothing else but a known bug: rarely (2 of ~10 full-suite
-        // runs on a loaded machine, never alone) a successor finds its queue inconsistent at
-        // takeover, reports it and exits 75, and the next one recovers; the guest sees nothing.
-        // Counted here so that the suite stays green, printed so that it stays visible.
-        let selfRestarts = report.count(startingWith: "exited with status 75")
-        #expect(report.restarts == 2 + selfRestarts, "\(report.raw)")
-        if selfRestarts > 0 {
-            let faults = result.stderr.split(whereSeparator: \.isNewline).filter { $0.contains("fault") || $0.hasPrefix("bulkhead-domain:") }
-            print("KNOWN BUG (broken queue at takeover, self-healed): \(report.raw)\n" + faults.joined(separator: "\n"))
-        }
+        // The two injected faults and nothing else. (A restart more used to slip in, rarely: a
+        // domain reading avail.idx torn while the guest moved it, `RingIndexTests`.) The domain's
+        // own lines on stderr say why, should it happen again.
+        let domainLines = result.stderr.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("bulkhead-domain:") }
+        #expect(report.restarts == 2, "\(report.raw)\n\(domainLines.joined(separator: "\n"))")
         let passes = try #require(line.value(of: "passes").flatMap(Int.init))
         try disk.expectGuestData(seed: 5, pass: passes)
     }

@@ -21,8 +21,8 @@ import Glibc
 ///    `lastAvailIndex`; a guest kick that arrived while no domain ran is still counted in the
 ///    ioeventfd.
 /// 4. Serve: pop, execute with pread/pwrite, push used, interrupt the guest only when EVENT_IDX
-///    says it wants one; when idle, poll briefly, then re-enable notifications and sleep on the
-///    kick eventfd and the control doorbell.
+///    says it wants one; answer the control ring between batches; when idle, poll briefly, then
+///    re-enable notifications and sleep on the kick eventfd and the control doorbell.
 enum BlockDomain {
     /// How long the domain polls an idle queue before it sleeps (guest kicks cost ~26 µs each
     /// on this PVM host, a wake-up ~50 µs).
@@ -80,8 +80,12 @@ final class BlockServer: VirtioDomainServer {
             if let status = brokenQueueStatus { return status }
             region.beat()
             if queue != nil {
-                let worked = serveBatch()
-                if worked { continue }
+                if serveBatch() {
+                    // A busy queue must not starve the control ring (Ping, InjectFault, Reset):
+                    // one look per batch, a load of the ring's index when nothing waits.
+                    if let status = handleControlMessages() { return status }
+                    continue
+                }
                 if let aio, aio.inFlight > 0 {
                     // Requests in the device: wait for one to finish (new ones are taken on the
                     // next turn), and keep answering the control ring meanwhile.

@@ -72,7 +72,11 @@ final class NetServer: VirtioDomainServer {
             if let status = brokenQueueStatus { return status }
             region.beat()
             if attached {
-                if serveBatch() { continue }
+                if serveBatch() {
+                    // A busy queue must not starve the control ring (see BlockServer.run).
+                    if let status = handleControlMessages() { return status }
+                    continue
+                }
                 if spinForWork() { continue }
                 if enableNotifications() { continue } // work arrived meanwhile
             }

@@ -345,13 +345,19 @@ public final class DomainSupervisor: VirtioTransportBackend, @unchecked Sendable
         }
         events.record(.started, domain: spec.id, detail: "pid \(active.pid)")
         while true {
+            // Once the domain broke the protocol it is being killed and its messages are no
+            // longer read: wait for its death alone. (Skipping the poll because frames it sent
+            // after the bad one are waiting would spin here forever without seeing it die.)
+            let reading = faultReason == nil
             var fds = [
                 pollfd(fd: active.process.pidfd.rawValue, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: channel.incomingDoorbell.rawValue, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: reading ? channel.incomingDoorbell.rawValue : -1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wakeup.rawValue, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: standby?.process.pidfd.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
             ]
-            if receiveLock.withLock({ _ in channel.prepareToSleep() }) {
+            if !reading {
+                _ = poll(&fds, nfds_t(fds.count), 100)
+            } else if receiveLock.withLock({ _ in channel.prepareToSleep() }) {
                 _ = poll(&fds, nfds_t(fds.count), 100)
                 receiveLock.withLock { _ in channel.finishSleeping() }
             }
@@ -658,13 +664,16 @@ extension DomainSupervisor {
         if registers.hasPending { return true } // a vCPU waits on a register access
         guard let activation = state.withLock({ $0.activation }) else { return false }
         for (index, queue) in activation.queues.enumerated() where queue.ready && index < ControlRegionLayout.maxQueues {
-            let block = region.queueRecovery(index)
-            // SAFETY: the recovery block is 16 KiB, the fields lie at its start.
-            let lastAvail = UInt16(truncatingIfNeeded: block.load(fromByteOffset: QueueRecoveryLayout.popWordOffset, as: UInt64.self))
-            let used = block.load(fromByteOffset: QueueRecoveryLayout.usedIndexOffset, as: UInt16.self)
+            guard let block = region.queueRecovery(index).baseAddress else { continue }
+            // SAFETY: the recovery block is 16 KiB, 8-byte aligned, the fields lie at its start.
+            // The domain writes them meanwhile: one atomic load each (see CBulkheadLinux).
+            let lastAvail = UInt16(truncatingIfNeeded: bh_atomic_load_relaxed_u64(block + QueueRecoveryLayout.popWordOffset))
+            let used = bh_atomic_load_relaxed_u16(block + QueueRecoveryLayout.usedIndexOffset)
             if lastAvail != used { return true } // popped, not completed
-            guard let avail = guestMemory.buffer(at: GuestAddress(queue.driverArea + 2), length: 2) else { continue }
-            if avail.load(as: UInt16.self) != lastAvail { return true } // made available, not taken
+            // A misaligned ring is refused by the domain; the guest's avail.idx, one atomic load.
+            guard queue.driverArea % 2 == 0,
+                  let avail = guestMemory.buffer(at: GuestAddress(queue.driverArea + 2), length: 2)?.baseAddress else { continue }
+            if bh_atomic_load_relaxed_u16(avail) != lastAvail { return true } // made available, not taken
         }
         return false
     }

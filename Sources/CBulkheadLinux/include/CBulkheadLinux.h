@@ -174,9 +174,14 @@ int bh_block_signal(int signo, int block);
 // MARK: shared-memory atomics
 //
 // C11 atomics over plain pointers into memory shared between processes (the control region of
-// BulkheadChannel). Swift's `Synchronization.Atomic` cannot live at an address in a mapping, so
-// these small wrappers do it. Every pointer must be naturally aligned. Owned by BulkheadChannel;
-// only append here.
+// BulkheadChannel, the virtqueue rings in guest RAM and the queue recovery blocks of
+// BulkheadVirtio). Swift's `Synchronization.Atomic` cannot live at an address in a mapping, so
+// these small wrappers do it. Every pointer must be naturally aligned. Only append here.
+//
+// Why not `UnsafeRawPointer.load`/`loadUnaligned`/`storeBytes`: nothing makes them one access.
+// In a debug build `loadUnaligned(as: UInt16.self)` is a memcpy, and glibc copies 2 bytes as a
+// 16-bit load plus a separate load of the last byte, so an index the guest moves from 0x1DFF to
+// 0x1E00 meanwhile reads as 0x1EFF.
 #include <stdatomic.h>
 
 static inline uint32_t bh_atomic_load_acquire_u32(const void *p) {
@@ -190,6 +195,18 @@ static inline uint32_t bh_atomic_load_relaxed_u32(const void *p) {
 }
 static inline uint64_t bh_atomic_load_relaxed_u64(const void *p) {
     return atomic_load_explicit((const _Atomic uint64_t *)p, memory_order_relaxed);
+}
+static inline uint16_t bh_atomic_load_relaxed_u16(const void *p) {
+    return atomic_load_explicit((const _Atomic uint16_t *)p, memory_order_relaxed);
+}
+static inline void bh_atomic_store_relaxed_u16(void *p, uint16_t v) {
+    atomic_store_explicit((_Atomic uint16_t *)p, v, memory_order_relaxed);
+}
+static inline void bh_atomic_store_relaxed_u32(void *p, uint32_t v) {
+    atomic_store_explicit((_Atomic uint32_t *)p, v, memory_order_relaxed);
+}
+static inline void bh_atomic_store_relaxed_u64(void *p, uint64_t v) {
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed);
 }
 static inline void bh_atomic_store_release_u32(void *p, uint32_t v) {
     atomic_store_explicit((_Atomic uint32_t *)p, v, memory_order_release);
