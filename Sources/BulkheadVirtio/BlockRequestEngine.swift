@@ -21,7 +21,18 @@ public struct BlockRequestEngine<Storage: BlockStorage>: @unchecked Sendable {
     /// `max_discard_sectors` / `max_write_zeroes_sectors`: bounds the work of one request.
     public let maximumDiscardSectors: UInt32
 
-    public init(storage: Storage, id: String, maximumDiscardSegments: Int = 1, maximumDiscardSectors: UInt32 = 32768) {
+    /// VIRTIO_BLK_F_DISCARD and VIRTIO_BLK_F_WRITE_ZEROES (virtio 1.2 5.2.3).
+    public static var featureDiscard: UInt64 { 1 << 13 }
+    public static var featureWriteZeroes: UInt64 { 1 << 14 }
+
+    /// The features the driver accepted (from `Attach`). DISCARD and WRITE_ZEROES requests are
+    /// executed only when their feature was negotiated; otherwise they are VIRTIO_BLK_S_UNSUPP.
+    /// All ones by default: tests and tools that drive the engine directly get every type.
+    public var driverFeatures: UInt64
+
+    public init(storage: Storage, id: String, maximumDiscardSegments: Int = 1, maximumDiscardSectors: UInt32 = 32768,
+                driverFeatures: UInt64 = .max) {
+        self.driverFeatures = driverFeatures
         self.storage = storage
         self.id = Array(id.utf8.prefix(VirtioBlockRequest.idLength))
         self.maximumDiscardSegments = maximumDiscardSegments
@@ -58,7 +69,8 @@ public struct BlockRequestEngine<Storage: BlockStorage>: @unchecked Sendable {
             written = writeID(into: request.data)
             status = .ok
         case .discard, .writeZeroes:
-            status = discard(request)
+            let feature = request.type == .discard ? Self.featureDiscard : Self.featureWriteZeroes
+            status = driverFeatures & feature != 0 ? discard(request) : .unsupported
         default:
             status = .unsupported
         }

@@ -159,6 +159,24 @@ struct BlockRequestEngineTests {
         #expect(try run(guest, queue, engine, type: 11, sector: 0, data: [], dataLength: 15, dataWritable: false).status == 2)
     }
 
+    @Test("DISCARD and WRITE_ZEROES the driver did not negotiate are UNSUPP and change nothing")
+    func unnegotiatedDiscardIsUnsupported() throws {
+        let disk = try TemporaryDisk(bytes: 1 << 20)
+        let engine = BlockRequestEngine(storage: disk.storage, id: "u", driverFeatures: 1 << 32 | 1 << 9)
+        let guest = try FakeGuest()
+        let (queue, _) = try guest.queue()
+        var segment: [UInt8] = []
+        withUnsafeBytes(of: UInt64(0).littleEndian) { segment += $0 }
+        withUnsafeBytes(of: UInt32(8).littleEndian) { segment += $0 }
+        withUnsafeBytes(of: UInt32(0).littleEndian) { segment += $0 }
+        let before = try disk.contents(at: 0, count: 8 * 512)
+        for type: UInt32 in [11, 13] {
+            let result = try run(guest, queue, engine, type: type, sector: 0, data: segment, dataLength: 16, dataWritable: false)
+            #expect(result.status == 2, "type \(type)")  // VIRTIO_BLK_S_UNSUPP
+        }
+        #expect(try disk.contents(at: 0, count: 8 * 512) == before)
+    }
+
     @Test func malformedRequests() throws {
         let disk = try TemporaryDisk(bytes: 8 * 512)
         let engine = BlockRequestEngine(storage: disk.storage, id: "m")

@@ -119,6 +119,8 @@ final class BlockServer: VirtioDomainServer {
                 file: FileDescriptor(owning: DomainFileDescriptors.backend), readOnly: attach.readOnly, directAlignment: directAlignment)
             engine = BlockRequestEngine(storage: storage, id: "bulkhead-\(id)")
         }
+        // Un-negotiated DISCARD / WRITE_ZEROES are answered UNSUPP, not executed.
+        engine?.driverFeatures = attach.deviceFeatures
         aio?.readOnly = attach.readOnly
         let memory = try GuestRAM(base: guestBase, memorySize: guestSize)
         let configuration = QueueConfiguration(

@@ -9,23 +9,19 @@ extension SeccompPolicy {
     /// The blk domain's allowlist: `virtioDomain` (the shared virtio loop), plus the request
     /// queue's kick and disk I/O on the backend fd (8) the core passed, and on nothing else. No
     /// open, no socket, no ioctl, no process creation. The disk's size was read (`fstat`) before
-    /// `Sandbox.enter`, for RLIMIT_FSIZE.
+    /// `Sandbox.enter`, for RLIMIT_FSIZE. No `fallocate`: DISCARD and WRITE_ZEROES are not offered,
+    /// and `BlockRequestEngine` answers them UNSUPP unless negotiated.
     static let block = SeccompPolicy.virtioDomain.adding([
         .init("read", "drains the request queue's ioeventfd (the guest's kicks)",
               when: [.fileDescriptor(DomainFileDescriptors.queueNotify(0))]),
         .init("pread64", "FileBlockStorage.read: VIRTIO_BLK_T_IN (and O_DIRECT reads)",
               when: [.fileDescriptor(DomainFileDescriptors.backend)]),
-        .init("pwrite64", "FileBlockStorage.write: VIRTIO_BLK_T_OUT and WRITE_ZEROES (and O_DIRECT writes)",
+        .init("pwrite64", "FileBlockStorage.write: VIRTIO_BLK_T_OUT (and O_DIRECT writes)",
               when: [.fileDescriptor(DomainFileDescriptors.backend)]),
         .init("fdatasync", "FileBlockStorage.flush: VIRTIO_BLK_T_FLUSH",
               when: [.fileDescriptor(DomainFileDescriptors.backend)]),
         .init("lseek", "FileBlockStorage.init sizes the disk (SEEK_END, also right for block devices) at Attach",
               when: [.fileDescriptor(DomainFileDescriptors.backend)]),
-        // Not seen in a trace: DISCARD is not offered, but BlockRequestEngine executes one a
-        // guest sends anyway. Hole punching only: no mode that allocates blocks past the end.
-        .init("fallocate", "FileBlockStorage.discard: VIRTIO_BLK_T_DISCARD punches a hole",
-              when: [.fileDescriptor(DomainFileDescriptors.backend),
-                     .int(1, is: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)]),
         // cache=none: aligned reads and writes in flight together on the AIO context set up
         // before the sandbox (BlockAIO); its iocbs name fd 8 only (the kernel checks each
         // iocb's fd, seccomp cannot look into them).
