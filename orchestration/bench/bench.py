@@ -561,24 +561,21 @@ READING = """
   anonymous memory. A domain shares its binary's pages with its standby and every other domain
   (hence PSS about half of RSS); the core's are its own (PSS = RSS). QEMU's PSS depends on which
   other processes on the machine map the same shared libraries at the time.
-- **What a domain's ~3.9 MiB is** (one `blk0`, mapped objects attributed with the linker's map
-  at the time of writing): 3.6 MiB are pages of `bulkhead-domain`: Swift standard library 1.8,
-  glibc 0.75, Swift runtime (C++) 0.6, our code 0.25, libm 0.15, libseccomp 0.1; 0.35 MiB are
-  anonymous (pointers relocated at start-up 0.2, heap, stack). Before the static link it was
-  8.9 MiB, ~8 of them shared-library pages (libswiftCore 3.8, libc 1.3, libstdc++ 0.9,
-  Regex/Concurrency/dispatch 1.3). malloc tuning (trim threshold, top pad, mmap threshold,
-  one arena) changed it by 4 KiB: the heap is 72 KiB.
 - **What limits it**: Linux maps a file's pages 64 KiB at a time (fault-around: touching one
-  page maps its cached neighbours; measured here, 32 reads 256 KiB apart cost 2 MiB of RSS), and
-  the code a domain runs is spread over most of the standard library's text: libswiftCore's
-  `Swift.o` is one 1.6 MB `.text` section plus 1.4 MB of function sections marked
-  `SHF_GNU_RETAIN`, which `--gc-sections` cannot drop. Ordering the executed functions first
-  (lld `--symbol-ordering-file` from a valgrind profile) did not help (4.15 vs 4.06 MiB): most
-  of them sit in that one section. The core's ~7.9 MiB: Swift standard library 2.7, glibc 0.9,
-  Swift runtime 0.8, our modules and swift-log 0.7, and 1.8 MiB that swift-argument-parser
-  brings: itself 0.6, and FoundationEssentials (its JSON help dump), which pulls in
-  `_FoundationCollections`, `_StringProcessing`, `_RegexParser`, `_Concurrency` and libdispatch.
-  A hand-written CLI parser is the next step for the core.
+  page maps its cached neighbours; `MADV_RANDOM` stops read-ahead but not fault-around, measured
+  on this kernel). The code a domain really touches is ~1 MiB of its 4.9 MiB of text, and was
+  spread over 3.1 MiB of it. Release links now put the input sections each process touches first
+  (`.text.hot`, `.rodata.hot`, from `orchestration/link/*.ld`, which
+  `orchestration/scripts/working-set.py` generates by running the workloads from a file system
+  without read-ahead, where pagemap shows only the touched pages): 4.0 → 3.0 MiB for a blk
+  domain, 8.2 → 6.4 MiB for the core. What is left of a domain's ~3 MiB: packed hot code 1.1,
+  libswiftCore's `Swift.o` `.text` 0.95 (one 1.6 MB section: its touched functions, ~130 KiB,
+  sit in 15 of its 25 windows and cannot be moved), read-only data 0.55, pointers relocated at
+  start-up 0.2, heap, stack and the control region 0.2. In the core, swift-argument-parser's
+  FoundationEssentials (its JSON help dump and a `LocalizedError` cast) adds ~1 MiB:
+  relocated metadata, its protocol conformances that every dynamic cast scans, and
+  `_FoundationCollections`, `_RegexParser`, `_StringProcessing` with them. malloc tuning (trim
+  threshold, top pad, mmap threshold, one arena) changed a domain by 4 KiB: its heap is 72 KiB.
 - **The binaries' page cache is dropped before the runs** (`posix_fadvise(DONTNEED)`, for
   QEMU's executables too), so that the first run reads them as from an installed binary. Right
   after the link the page cache holds the linker's writes as large folios, and touching one page
