@@ -581,10 +581,10 @@ READING = """
   after the link the page cache holds the linker's writes as large folios, and touching one page
   of a large folio maps all of it: the same domain binary then measured 4.6 MiB instead of
   3.9 MiB on this kernel.
-- **Control path**: the median is one control-ring round trip plus two thread wake-ups; the
-  long p99/max are not investigated yet. Likely causes: the domain reads its control ring only
-  between batches of virtqueue work (or after its idle sleep), and the core's supervisor
-  thread shares 2 cores with the spinning vCPU and the serving domain.
+- **Control path**: the median is one control-ring round trip plus two thread wake-ups. The
+  blk and net domains now look at their control ring after every batch of virtqueue work (they
+  used to only when idle, so a busy queue starved it); what remains of the tail is the core's
+  supervisor thread sharing 2 cores with the spinning vCPU and the serving domain.
 """
 
 
