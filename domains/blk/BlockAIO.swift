@@ -1,5 +1,6 @@
 import BulkheadVirtio
 import CBulkheadLinux
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,7 +10,9 @@ import Glibc
 /// request waited for the device before the next was started: qd32 ran like qd1).
 ///
 /// Only a request whose buffers, offset and length are all aligned for O_DIRECT goes here, as
-/// one `IOCB_CMD_PREADV`/`PWRITEV` straight from guest memory; anything else (unaligned
+/// an `IOCB_CMD_PREADV`/`PWRITEV` straight from guest memory (adjacent requests of one batch
+/// merged into one iocb, `submit`); completions are read from the ring the kernel shares
+/// (`CompletionRing`), `io_getevents` is called only to wait. Anything else (unaligned
 /// buffers, flush, discard, get-ID) is executed synchronously by the request engine. A flush
 /// needs no draining: it covers the writes the guest saw complete, and those are on the device.
 /// The AIO context is set up before the sandbox (`io_setup` is not in the allowlist); a domain
@@ -23,7 +26,14 @@ final class BlockAIO {
         var expected: Int
         var usedLength: UInt32
         var status: UnsafeMutableRawPointer?
+        /// Set by `submit` when the next request was merged into this one's iocb.
+        var next: Int?
     }
+
+    /// At most this many buffers in one merged iocb (the kernel's `UIO_MAXIOV`).
+    static let maxVectors = 1024
+    /// Merge adjacent requests into one iocb up to this many bytes.
+    static let maxMergeBytes = 8 << 20
 
     private var context: bh_aio_context = 0
     private let fd: Int32
@@ -38,6 +48,12 @@ final class BlockAIO {
     private var vectors: [UnsafeMutablePointer<iovec>]
     private var vectorCapacity: [Int]
     private let events: UnsafeMutablePointer<bh_io_event>
+    /// The completion ring the kernel shares at the context's address, when it has the layout
+    /// we know (`CompletionRing`); nil: completions come through `io_getevents` only.
+    private let ring: CompletionRing?
+    /// Per iocb (indexed by its first slot): the buffers it moves and the bytes in them.
+    private var iocbVectorCount: [Int]
+    private var iocbBytes: [Int]
     /// Prepared by `prepare`, not yet given to the kernel.
     private var pending: [Int] = []
     var inFlight: Int { Self.depth - free.count - pending.count }
@@ -55,6 +71,9 @@ final class BlockAIO {
         events = .allocate(capacity: Self.depth)
         vectors = (0..<Self.depth).map { _ in UnsafeMutablePointer<iovec>.allocate(capacity: 4) }
         vectorCapacity = Array(repeating: 4, count: Self.depth)
+        iocbVectorCount = Array(repeating: 0, count: Self.depth)
+        iocbBytes = Array(repeating: 0, count: Self.depth)
+        ring = CompletionRing(context: context)
     }
 
     /// Queues `chain` if it is a read or write AIO can do; false: execute it synchronously.
@@ -77,6 +96,8 @@ final class BlockAIO {
         for (i, buffer) in request.data.enumerated() {
             vectors[index][i] = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
         }
+        iocbVectorCount[index] = request.data.count
+        iocbBytes[index] = Int(length)
         var control = bh_iocb()
         control.aio_data = UInt64(index)
         control.aio_lio_opcode = request.type == .in ? BH_IOCB_CMD_PREADV : BH_IOCB_CMD_PWRITEV
@@ -87,14 +108,17 @@ final class BlockAIO {
         iocbs[index] = control
         slots[index] = Slot(head: chain.head, expected: Int(length),
                             usedLength: request.type == .in ? UInt32(truncatingIfNeeded: length + 1) : 1,
-                            status: request.status)
+                            status: request.status, next: nil)
         pending.append(index)
         return true
     }
 
     /// Gives the prepared requests to the kernel; a request it refuses is completed at once
-    /// with an I/O error (`failed`).
+    /// with an I/O error (`failed`). Requests of the same direction at adjacent offsets, prepared
+    /// one after the other (a guest's sequential stream), go as one iocb with all their buffers
+    /// (as QEMU's virtio-blk merges them): fewer, larger requests for the device.
     func submit(failed: (UInt16, UnsafeMutableRawPointer?) -> Void) {
+        mergeAdjacent()
         var start = 0
         while start < pending.count {
             let count = pending.count - start
@@ -105,29 +129,81 @@ final class BlockAIO {
                 continue
             }
             if submitted < 0 && errno == EAGAIN { usleep(10); continue }
-            // The kernel refused the first one: fail it, go on with the rest.
-            let index = pending[start]
-            if let slot = slots[index] { failed(slot.head, slot.status) }
-            release(index)
+            // The kernel refused the first one: fail it (and the requests merged into it), go
+            // on with the rest.
+            var index: Int? = pending[start]
+            while let current = index {
+                index = slots[current]?.next
+                if let slot = slots[current] { failed(slot.head, slot.status) }
+                release(current)
+            }
             start += 1
         }
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Completions so far (waiting up to `timeoutNanoseconds` for the first), each reported
-    /// with its slot and whether all its bytes moved.
+    /// Folds each pending request into the one before it when it continues it: same
+    /// direction, the next offset, within `maxVectors` buffers and `maxMergeBytes`.
+    private func mergeAdjacent() {
+        guard pending.count > 1 else { return }
+        var kept = 0
+        var last = pending[0]  // the last request of the iocb led by pending[kept]
+        for i in 1..<pending.count {
+            let lead = pending[kept], index = pending[i]
+            let count = iocbVectorCount[lead] + iocbVectorCount[index]
+            if iocbs[lead].aio_lio_opcode == iocbs[index].aio_lio_opcode,
+               iocbs[lead].aio_offset + Int64(iocbBytes[lead]) == iocbs[index].aio_offset,
+               count <= Self.maxVectors, iocbBytes[lead] + iocbBytes[index] <= Self.maxMergeBytes {
+                if vectorCapacity[lead] < count {
+                    let grown = UnsafeMutablePointer<iovec>.allocate(capacity: max(count, 2 * vectorCapacity[lead]))
+                    grown.update(from: vectors[lead], count: iocbVectorCount[lead])
+                    vectors[lead].deallocate()
+                    vectors[lead] = grown
+                    vectorCapacity[lead] = max(count, 2 * vectorCapacity[lead])
+                    iocbs[lead].aio_buf = UInt64(UInt(bitPattern: grown))
+                }
+                (vectors[lead] + iocbVectorCount[lead]).update(from: vectors[index], count: iocbVectorCount[index])
+                iocbVectorCount[lead] = count
+                iocbBytes[lead] += iocbBytes[index]
+                iocbs[lead].aio_nbytes = UInt64(count)
+                slots[last]?.next = index
+                last = index
+            } else {
+                kept += 1
+                pending[kept] = index
+                last = index
+            }
+        }
+        pending.removeLast(pending.count - kept - 1)
+    }
+
+    /// Completions so far (waiting up to `timeoutNanoseconds` for the first), each request
+    /// reported with its slot and whether all its bytes moved. Reads the shared completion ring
+    /// first; a system call only to wait.
     func reap(timeoutNanoseconds: Int, _ done: (Slot, Bool) -> Void) -> Int {
         guard inFlight > 0 else { return 0 }
+        if let ring {
+            let reaped = ring.consume { complete($0, done) }
+            if reaped > 0 || timeoutNanoseconds == 0 { return reaped }
+        }
         let count = bh_io_getevents(context, timeoutNanoseconds > 0 ? 1 : 0, Self.depth, events, timeoutNanoseconds)
         guard count > 0 else { return 0 }
-        for i in 0..<count {
-            let event = events[i]
-            let index = Int(event.data)
-            guard index < Self.depth, let slot = slots[index] else { continue }
-            done(slot, event.res == Int64(slot.expected))
-            release(index)
-        }
+        for i in 0..<count { complete(events[i], done) }
         return count
+    }
+
+    /// One iocb finished: reports each request it carried, in offset order; a request is done
+    /// when all its bytes lie within the bytes the iocb moved (`res`; negative: an error).
+    private func complete(_ event: bh_io_event, _ done: (Slot, Bool) -> Void) {
+        guard event.data < UInt64(Self.depth) else { return }
+        var end: Int64 = 0
+        var index: Int? = Int(event.data)
+        while let current = index, let slot = slots[current] {
+            index = slot.next
+            end += Int64(slot.expected)
+            done(slot, event.res >= end)
+            release(current)
+        }
     }
 
     /// Waits until nothing is in flight, dropping the completions (device reset); at most
@@ -141,5 +217,63 @@ final class BlockAIO {
     private func release(_ index: Int) {
         slots[index] = nil
         free.append(index)
+    }
+}
+
+/// The AIO completion ring: `io_setup` maps it into the process, and the context id is its
+/// address (fs/aio.c `struct aio_ring`: `id`, `nr`, `head`, `tail`, `magic`, `compat_features`,
+/// `incompat_features`, `header_length`, then `nr` io_events). The kernel appends at `tail`;
+/// user space may consume from `head` and store the new `head` itself, as libaio's and QEMU's
+/// linux-aio user-space reaping do; `io_getevents` reads that `head`. Waiting still needs
+/// `io_getevents`; looking for completions and taking them needs no system call.
+struct CompletionRing {
+    static let magic: UInt32 = 0xa10a_10a1
+    static let headerLength = 32
+    private let base: UnsafeMutableRawPointer
+    private let count: UInt32
+
+    /// nil unless the ring at `context` has the layout above (magic, no incompatible feature).
+    init?(context: bh_aio_context) {
+        // SAFETY: io_setup returned the context id, which is the address of the ring it mapped
+        // (at least one page, the header first); the header is only read until it is checked.
+        guard let base = UnsafeMutableRawPointer(bitPattern: UInt(context)) else { return nil }
+        let count = base.load(fromByteOffset: 4, as: UInt32.self)
+        guard base.load(fromByteOffset: 16, as: UInt32.self) == Self.magic,
+              base.load(fromByteOffset: 24, as: UInt32.self) == 0,
+              base.load(fromByteOffset: 28, as: UInt32.self) == UInt32(Self.headerLength), count > 0 else { return nil }
+        self.base = base
+        self.count = count
+    }
+
+    // SAFETY (the accessors below): head and tail are 4-byte fields of the mapped header;
+    // single-threaded, only this process and the kernel touch them. The fence after each load
+    // orders it before the reads of the events (acquire, paired with the kernel's barrier
+    // before it advances tail) and keeps the compiler from caching it.
+    private var head: UInt32 {
+        let value = base.load(fromByteOffset: 8, as: UInt32.self)
+        atomicMemoryFence(ordering: .acquiring)
+        return value
+    }
+    private var tail: UInt32 {
+        let value = base.load(fromByteOffset: 12, as: UInt32.self)
+        atomicMemoryFence(ordering: .acquiring)
+        return value
+    }
+
+    /// Hands each posted completion to `body`, then gives the entries back to the kernel.
+    func consume(_ body: (bh_io_event) -> Void) -> Int {
+        var head = self.head
+        let tail = self.tail  // the events before tail are visible after this load
+        guard head < count, tail < count else { return 0 }
+        var taken = 0
+        while head != tail {
+            // SAFETY: head < count: the event lies inside the ring's `count` entries.
+            body(base.load(fromByteOffset: Self.headerLength + Int(head) * MemoryLayout<bh_io_event>.stride, as: bh_io_event.self))
+            head = head + 1 == count ? 0 : head + 1
+            taken += 1
+        }
+        atomicMemoryFence(ordering: .releasing)  // the events are read before the kernel may reuse them
+        base.storeBytes(of: head, toByteOffset: 8, as: UInt32.self)
+        return taken
     }
 }
