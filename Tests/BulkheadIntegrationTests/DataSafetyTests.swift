@@ -82,13 +82,12 @@ struct DataSafetyTests {
         #expect(damaged.status == 1 && damaged.stdout.contains("block \(block) "), "\(damaged.stdout)\(damaged.stderr)")
     }
 
-    /// The blk domain merges requests of one batch that continue each other into one iocb
-    /// (`domains/blk/BlockAIO.swift`). blk-verify's sweeps (qd 32 of adjacent 4 KiB blocks, each
-    /// in its own guest buffer) go through merged reads and writes; the guest checks every
-    /// block it reads back, SIGKILLs in the middle make the successor replay merged requests one
-    /// by one from the in-flight log, and the host finds the last pass on the file.
-    @Test("merged sequential requests on an O_DIRECT disk, with kills: every block right, on the file too")
-    func mergedSequentialRequests() throws {
+    /// Sequential reads and writes through the AIO path (`domains/blk/BlockAIO.swift`), with
+    /// completions taken from the shared completion ring: blk-verify's sweeps (qd 32 of adjacent
+    /// 4 KiB blocks) while the domain is SIGKILLed; the guest checks every block it reads back,
+    /// the successor replays what was in flight, and the host finds the last pass on the file.
+    @Test("sequential AIO reads and writes on an O_DIRECT disk, with kills: every block right, on the file too")
+    func sequentialRequestsWithKills() throws {
         let disk = try TemporaryDisk(megabytes: 16)
         let run = try BackgroundRun([
             "run", "--kernel", Checkout.guest, "--disk", disk.path + ",cache=none",

@@ -10,10 +10,10 @@ import Glibc
 /// request waited for the device before the next was started: qd32 ran like qd1).
 ///
 /// Only a request whose buffers, offset and length are all aligned for O_DIRECT goes here, as
-/// an `IOCB_CMD_PREADV`/`PWRITEV` straight from guest memory (adjacent requests of one batch
-/// merged into one iocb, `submit`); completions are read from the ring the kernel shares
-/// (`CompletionRing`), `io_getevents` is called only to wait. Anything else (unaligned
-/// buffers, flush, discard, get-ID) is executed synchronously by the request engine. A flush
+/// one `IOCB_CMD_PREADV`/`PWRITEV` straight from guest memory; completions are read from the
+/// ring the kernel shares (`CompletionRing`), `io_getevents` is called only to wait. Anything
+/// else (unaligned buffers, flush, discard, get-ID) is executed synchronously by the request
+/// engine. A flush
 /// needs no draining: it covers the writes the guest saw complete, and those are on the device.
 /// The AIO context is set up before the sandbox (`io_setup` is not in the allowlist); a domain
 /// that dies with requests in flight has them finished by the kernel at its exit, and its
@@ -26,14 +26,7 @@ final class BlockAIO {
         var expected: Int
         var usedLength: UInt32
         var status: UnsafeMutableRawPointer?
-        /// Set by `submit` when the next request was merged into this one's iocb.
-        var next: Int?
     }
-
-    /// At most this many buffers in one merged iocb (the kernel's `UIO_MAXIOV`).
-    static let maxVectors = 1024
-    /// Merge adjacent requests into one iocb up to this many bytes.
-    static let maxMergeBytes = 8 << 20
 
     private var context: bh_aio_context = 0
     private let fd: Int32
@@ -51,9 +44,6 @@ final class BlockAIO {
     /// The completion ring the kernel shares at the context's address, when it has the layout
     /// we know (`CompletionRing`); nil: completions come through `io_getevents` only.
     private let ring: CompletionRing?
-    /// Per iocb (indexed by its first slot): the buffers it moves and the bytes in them.
-    private var iocbVectorCount: [Int]
-    private var iocbBytes: [Int]
     /// Prepared by `prepare`, not yet given to the kernel.
     private var pending: [Int] = []
     var inFlight: Int { Self.depth - free.count - pending.count }
@@ -71,8 +61,6 @@ final class BlockAIO {
         events = .allocate(capacity: Self.depth)
         vectors = (0..<Self.depth).map { _ in UnsafeMutablePointer<iovec>.allocate(capacity: 4) }
         vectorCapacity = Array(repeating: 4, count: Self.depth)
-        iocbVectorCount = Array(repeating: 0, count: Self.depth)
-        iocbBytes = Array(repeating: 0, count: Self.depth)
         ring = CompletionRing(context: context)
     }
 
@@ -96,8 +84,6 @@ final class BlockAIO {
         for (i, buffer) in request.data.enumerated() {
             vectors[index][i] = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
         }
-        iocbVectorCount[index] = request.data.count
-        iocbBytes[index] = Int(length)
         var control = bh_iocb()
         control.aio_data = UInt64(index)
         control.aio_lio_opcode = request.type == .in ? BH_IOCB_CMD_PREADV : BH_IOCB_CMD_PWRITEV
@@ -108,17 +94,14 @@ final class BlockAIO {
         iocbs[index] = control
         slots[index] = Slot(head: chain.head, expected: Int(length),
                             usedLength: request.type == .in ? UInt32(truncatingIfNeeded: length + 1) : 1,
-                            status: request.status, next: nil)
+                            status: request.status)
         pending.append(index)
         return true
     }
 
     /// Gives the prepared requests to the kernel; a request it refuses is completed at once
-    /// with an I/O error (`failed`). Requests of the same direction at adjacent offsets, prepared
-    /// one after the other (a guest's sequential stream), go as one iocb with all their buffers
-    /// (as QEMU's virtio-blk merges them): fewer, larger requests for the device.
+    /// with an I/O error (`failed`).
     func submit(failed: (UInt16, UnsafeMutableRawPointer?) -> Void) {
-        mergeAdjacent()
         var start = 0
         while start < pending.count {
             let count = pending.count - start
@@ -129,52 +112,13 @@ final class BlockAIO {
                 continue
             }
             if submitted < 0 && errno == EAGAIN { usleep(10); continue }
-            // The kernel refused the first one: fail it (and the requests merged into it), go
-            // on with the rest.
-            var index: Int? = pending[start]
-            while let current = index {
-                index = slots[current]?.next
-                if let slot = slots[current] { failed(slot.head, slot.status) }
-                release(current)
-            }
+            // The kernel refused the first one: fail it, go on with the rest.
+            let index = pending[start]
+            if let slot = slots[index] { failed(slot.head, slot.status) }
+            release(index)
             start += 1
         }
         pending.removeAll(keepingCapacity: true)
-    }
-
-    /// Folds each pending request into the one before it when it continues it: same
-    /// direction, the next offset, within `maxVectors` buffers and `maxMergeBytes`.
-    private func mergeAdjacent() {
-        guard pending.count > 1 else { return }
-        var kept = 0
-        var last = pending[0]  // the last request of the iocb led by pending[kept]
-        for i in 1..<pending.count {
-            let lead = pending[kept], index = pending[i]
-            let count = iocbVectorCount[lead] + iocbVectorCount[index]
-            if iocbs[lead].aio_lio_opcode == iocbs[index].aio_lio_opcode,
-               iocbs[lead].aio_offset + Int64(iocbBytes[lead]) == iocbs[index].aio_offset,
-               count <= Self.maxVectors, iocbBytes[lead] + iocbBytes[index] <= Self.maxMergeBytes {
-                if vectorCapacity[lead] < count {
-                    let grown = UnsafeMutablePointer<iovec>.allocate(capacity: max(count, 2 * vectorCapacity[lead]))
-                    grown.update(from: vectors[lead], count: iocbVectorCount[lead])
-                    vectors[lead].deallocate()
-                    vectors[lead] = grown
-                    vectorCapacity[lead] = max(count, 2 * vectorCapacity[lead])
-                    iocbs[lead].aio_buf = UInt64(UInt(bitPattern: grown))
-                }
-                (vectors[lead] + iocbVectorCount[lead]).update(from: vectors[index], count: iocbVectorCount[index])
-                iocbVectorCount[lead] = count
-                iocbBytes[lead] += iocbBytes[index]
-                iocbs[lead].aio_nbytes = UInt64(count)
-                slots[last]?.next = index
-                last = index
-            } else {
-                kept += 1
-                pending[kept] = index
-                last = index
-            }
-        }
-        pending.removeLast(pending.count - kept - 1)
     }
 
     /// Completions so far (waiting up to `timeoutNanoseconds` for the first), each request
@@ -192,18 +136,12 @@ final class BlockAIO {
         return count
     }
 
-    /// One iocb finished: reports each request it carried, in offset order; a request is done
-    /// when all its bytes lie within the bytes the iocb moved (`res`; negative: an error).
+    /// One request finished: reports it, ok when all its bytes moved.
     private func complete(_ event: bh_io_event, _ done: (Slot, Bool) -> Void) {
-        guard event.data < UInt64(Self.depth) else { return }
-        var end: Int64 = 0
-        var index: Int? = Int(event.data)
-        while let current = index, let slot = slots[current] {
-            index = slot.next
-            end += Int64(slot.expected)
-            done(slot, event.res >= end)
-            release(current)
-        }
+        let index = Int(truncatingIfNeeded: event.data)
+        guard index >= 0, index < Self.depth, let slot = slots[index] else { return }
+        done(slot, event.res == Int64(slot.expected))
+        release(index)
     }
 
     /// Waits until nothing is in flight, dropping the completions (device reset); at most
