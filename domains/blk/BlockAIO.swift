@@ -20,6 +20,14 @@ import Glibc
 /// successor replays them from the in-flight log (reads and writes at fixed offsets).
 final class BlockAIO {
     static let depth = 128
+    /// At most this many iocbs per `io_submit`. The kernel plugs the block queue for an
+    /// io_submit of more than two and dispatches what it queued only at the end of the call: a
+    /// guest refilling 32 slots at once then reached the disk as one burst, after all 32 were
+    /// built (fs/aio.c, AIO_PLUG_THRESHOLD). Chunks of 4 start the disk early and still save
+    /// calls. Measured interleaved with QEMU io_uring on the same guest (4 rounds, load ~2):
+    /// randread 4k qd32 1.27×, randwrite 4k qd32 1.35× its IOPS, where one call for the whole
+    /// batch gave 1.0–1.1×; one iocb per call did about as well as 4.
+    static let submitChunk = 4
 
     struct Slot {
         var head: UInt16
@@ -99,12 +107,12 @@ final class BlockAIO {
         return true
     }
 
-    /// Gives the prepared requests to the kernel; a request it refuses is completed at once
-    /// with an I/O error (`failed`).
+    /// Gives the prepared requests to the kernel, `submitChunk` at a time; a request it refuses
+    /// is completed at once with an I/O error (`failed`).
     func submit(failed: (UInt16, UnsafeMutableRawPointer?) -> Void) {
         var start = 0
         while start < pending.count {
-            let count = pending.count - start
+            let count = min(pending.count - start, Self.submitChunk)
             for i in 0..<count { iocbPointers[i] = iocbs + pending[start + i] }
             let submitted = bh_io_submit(context, count, iocbPointers)
             if submitted > 0 {
