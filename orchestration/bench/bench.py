@@ -187,11 +187,18 @@ class Bench:
     def disk_rows(self):
         secs = self.a.seconds
         peers = self.disk_peers()
+        modes = self.DISK_MODES
+        # --disk-modes / --disk-peers: a quick look at a few rows; the full run measures all.
+        if self.a.disk_modes:
+            modes = [m for m in modes if any(w in m[0] for w in self.a.disk_modes.split(","))]
+        if self.a.disk_peers:
+            peers = [p for p in peers if any(w in p[0] for w in self.a.disk_peers.split(","))]
+        repeat = max(1, self.a.disk_repeat)
         res = {}  # (mode, peer) -> result
         with open(self.disk, "rb") as f:  # page cache warm for the buffered peers, as in steady state
             while f.read(1 << 20):
                 pass
-        for label, args, _ in self.DISK_MODES:
+        for label, args, _ in modes * repeat:
             for name, make in peers:
                 argv, qsd = make(f"workload=blk-bench {args} seconds={secs}")
                 rss_label = None
@@ -204,20 +211,20 @@ class Bench:
                 res[(label, name)] = r if r and r.get("status") == "ok" else None
                 log(f"disk {label:18} {name:40} " + (f"iops={r['iops']} mbps={r['mbps']} p50={r['p50_us']}us"
                                                       if res[(label, name)] else "FAILED"))
-        names = [n for n, _ in peers]
+        names = [n for n, _ in self.disk_peers()]  # the table's columns, run or not
         short = ["QEMU threads", "QEMU io_uring", "QEMU writeback", "QEMU vhost-user", "Bulkhead", "Bulkhead cache=none"]
         lines = ["| workload | " + " | ".join(short)
                  + " | Bulkhead cache=none / best QEMU cache=none | Bulkhead / QEMU writeback |",
                  "|---|" + "---:|" * (len(short) + 2)]
-        for label, _, metric in self.DISK_MODES:
+        for label, _, metric in modes:
             cells, vals = [], {}
             for n in names:
-                r = res[(label, n)]
+                r = res.get((label, n))
                 if r:
                     vals[n] = float(r[metric])
                     cells.append(f"{r[metric]} ({r['p50_us']}/{r['p99_us']})")
                 else:
-                    cells.append("failed")
+                    cells.append("failed" if (label, n) in res else "–")
             bh = vals.get("Bulkhead blk domain")
             direct = vals.get("Bulkhead blk domain cache=none")
             best = max([vals[n] for n in names[:2] if n in vals] or [0])
@@ -618,6 +625,11 @@ def main():
     ap.add_argument("--ping", type=int, default=0, help="control-path probe: Ping messages (0: skip)")
     ap.add_argument("--only", default="disk,launch,net,recovery,control,registers",
                     help="comma-separated sections, in this order")
+    ap.add_argument("--disk-modes", default="",
+                    help="disk: only the rows whose label contains one of these (comma-separated), e.g. 'write 1M,qd32'")
+    ap.add_argument("--disk-peers", default="",
+                    help="disk: only the peers whose name contains one of these, e.g. 'cache=none'")
+    ap.add_argument("--disk-repeat", type=int, default=1, help="disk: run each row this many times (the last one counts)")
     ap.add_argument("--output", action="append", default=[])
     a = ap.parse_args()
     b = Bench(a)
