@@ -3,9 +3,9 @@
 # path. Builds release binaries and the test guest, installs QEMU (and qemu-storage-daemon) from
 # Debian if missing, runs orchestration/bench/bench.py (peers one at a time, interleaved), and
 # writes the table to orchestration/bench/results/bench-<date>.md and orchestration/bench/RESULTS.md.
-# Root (KVM, a network namespace). About 6 minutes with the defaults.
+# Root (KVM, a network namespace). About 10 minutes with the defaults (3 disk rounds).
 #   SECONDS_PER_RUN=3 LAUNCH_RUNS=10 NET_REPS=2 KILLS=20 QEMU_KILLS=3 PING=1000 ONLY=disk,launch,...
-#   DISK_MODES='write 1M,qd32' DISK_PEERS='cache=none' DISK_REPEAT=3: a quick look at a few disk rows
+#   DISK_MODES='write 1M,qd32' DISK_PEERS='cache=none' DISK_REPEAT=1: a quick look at a few disk rows
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 ensure_packages
@@ -31,6 +31,6 @@ python3 orchestration/bench/bench.py --bulkhead "$BIN/bulkhead" --guest guest/bu
     --seconds "${SECONDS_PER_RUN:-3}" --launch-runs "${LAUNCH_RUNS:-10}" --net-reps "${NET_REPS:-2}" \
     --kills "${KILLS:-20}" --qemu-kills "${QEMU_KILLS:-3}" "${PING_ARG[@]}" \
     --only "${ONLY:-disk,launch,net,recovery,control,registers}" \
-    --disk-modes "${DISK_MODES:-}" --disk-peers "${DISK_PEERS:-}" --disk-repeat "${DISK_REPEAT:-1}" \
+    --disk-modes "${DISK_MODES:-}" --disk-peers "${DISK_PEERS:-}" --disk-repeat "${DISK_REPEAT:-3}" \
     --output "orchestration/bench/results/bench-$(date +%Y%m%d-%H%M%S).md" \
     --output orchestration/bench/RESULTS.md
