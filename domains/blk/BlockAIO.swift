@@ -1,6 +1,5 @@
 import BulkheadVirtio
 import CBulkheadLinux
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
